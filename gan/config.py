@@ -1,0 +1,225 @@
+"""Typed, frozen, validated params: one dataclass per params.yaml section.
+
+Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
+bounds), ``gt`` (exclusive lower bound) and ``help`` (the text a bad value is told).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class GanError(Exception):
+    """An error the user can fix; stages print its one-line message and exit non-zero."""
+
+
+class ConfigError(GanError):
+    """A params value that is missing, unknown, mistyped or out of range."""
+
+
+def _opt(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    return field(default=default, metadata=meta)
+
+
+DATASETS = ("fashion_mnist", "mnist", "kmnist")
+ARCHS = ("mlp", "dcgan")
+LOSSES = ("minimax", "non_saturating", "lsgan", "hinge")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    dataset: str = _opt(choices=DATASETS)
+    image_size: int = _opt(min=8, max=256)
+    mirror: str | None = _opt(None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    arch: str = _opt(choices=ARCHS)
+    latent_dim: int = _opt(min=1, max=4096)
+    g_channels: int = _opt(min=1, max=4096)
+    d_channels: int = _opt(min=1, max=4096)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    loss: str = _opt(choices=LOSSES)
+    optimizer: str = _opt(choices=OPTIMIZERS)
+    lr: float = _opt(gt=0.0, max=1.0)
+    lr_d: float | None = _opt(None, gt=0.0, max=1.0)
+    betas: tuple[float, float] = _opt((0.5, 0.999), min=0.0, max=0.9999)
+    batch_size: int = _opt(min=1, max=65536)
+    steps: int = _opt(min=1)
+    d_steps: int = _opt(1, min=1, max=100)
+    log_every: int = _opt(min=1)
+    device: str = _opt("auto", choices=DEVICES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    n: int = _opt(min=1, max=1024)
+    seed: int = _opt(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlotConfig:
+    smoothing: int = _opt(1, min=1, help="a moving-average window in logged points")
+    dpi: int = _opt(100, min=30, max=600)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+    "plot": PlotConfig,
+}
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list [" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        # PyYAML (YAML 1.1) reads `1e-4` as a string; `dvc exp run -S` writes such strings too.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+
+
+def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_bounds(f"{key}[{i}]", item, meta)
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: got {value!r}, allowed: {', '.join(map(str, choices))}")
+    low, high, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+    if gt is not None and not value > gt:
+        raise ConfigError(f"{key}: got {value!r}, must be greater than {gt}")
+    if low is not None and value < low:
+        raise ConfigError(f"{key}: got {value!r}, must be at least {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}: got {value!r}, must be at most {high}")
+
+
+def build(cls: type, raw: Any, prefix: str) -> Any:
+    """Build the frozen dataclass ``cls`` from a params mapping found under ``prefix``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}: unknown key, allowed keys: {', '.join(fields)}"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING:
+                raise ConfigError(f"{key}: missing, expected {_type_name(hints[name])}")
+            values[name] = f.default
+            continue
+        value = _coerce(key, raw[name], hints[name])
+        _check_bounds(key, value, f.metadata)
+        values[name] = value
+    return cls(**values)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict, with one clear error when it is unreadable."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise GanError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise GanError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise GanError(f"{path}: expected a mapping of params sections")
+    return raw
+
+
+def load_section(params: dict[str, Any], name: str) -> Any:
+    """The validated dataclass of section ``name`` of a params dict."""
+    if name not in params:
+        raise ConfigError(f"{name}: missing section in params")
+    return build(SECTIONS[name], params[name], name)
+
+
+def load_seed(params: dict[str, Any]) -> int:
+    if "seed" not in params:
+        raise ConfigError("seed: missing, expected an integer")
+    seed = _coerce("seed", params["seed"], int)
+    _check_bounds("seed", seed, {"min": 0, "max": 2**63 - 1})
+    return seed
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict of a config dataclass (tuples become lists, as YAML writes them)."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+    }

@@ -1,0 +1,315 @@
+"""Datasets: registry, download from a local mirror or the internet, checksums, prepare."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gan.config import GanError
+
+SPLITS = ("train", "test")
+MIRROR_ENV = "GAN_DATA_MIRROR"
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str  # decompressed IDX file name, as written to the raw folder
+    size: int  # decompressed bytes
+    sha256: str | None  # SHA-256 of the decompressed content, where it is known
+    archive_md5: str  # MD5 of the upstream .gz archive (torchvision's resource table)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    torchvision_class: str
+    files: dict[str, RawFile]  # keys: train_images, train_labels, test_images, test_labels
+    classes: tuple[str, ...]
+    mirrors: tuple[str, ...]  # local folders searched when no mirror is named
+
+
+def _idx(prefix: str, sizes: tuple[int, int, int, int], sha: tuple, md5: tuple) -> dict:
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    return {k: RawFile(prefix + n, s, h, m) for k, n, s, h, m in zip(keys, names, sizes, sha, md5)}
+
+
+_MNIST_SIZES = (47040016, 60008, 7840016, 10008)
+
+# Content hashes: Fashion-MNIST measured on Debian's dataset-fashion-mnist files; MNIST as
+# published alongside many MNIST loaders (and matching the upstream archives). Archive MD5s
+# are torchvision's. KMNIST's content hashes are not recorded yet: its files are checked by
+# their upstream archive MD5 and exact size instead.
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion_mnist": DatasetSpec(
+        "FashionMNIST",
+        _idx("", _MNIST_SIZES,
+             ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+              "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+              "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+              "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+             ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+              "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("/usr/share/datasets/fashion-mnist",),
+    ),
+    "mnist": DatasetSpec(
+        "MNIST",
+        _idx("", _MNIST_SIZES,
+             ("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+              "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+              "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+              "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+             ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
+        tuple(str(i) for i in range(10)),
+        ("/usr/share/datasets/mnist",),
+    ),
+    "kmnist": DatasetSpec(
+        "KMNIST",
+        _idx("", _MNIST_SIZES, (None, None, None, None),
+             ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+              "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")),
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        (),
+    ),
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise GanError(f"data.dataset: unknown dataset {name!r}, allowed: "
+                       f"{', '.join(DATASETS)}") from None
+
+
+def _read_candidate(folder: Path, raw: RawFile) -> tuple[bytes, str | None, Path] | None:
+    """(decompressed bytes, archive MD5 or None, path) of ``raw`` in ``folder``, if present."""
+    for candidate in (folder / (raw.name + ".gz"), folder / raw.name):
+        if candidate.is_file():
+            blob = candidate.read_bytes()
+            if candidate.suffix == ".gz":
+                try:
+                    return gzip.decompress(blob), hashlib.md5(blob).hexdigest(), candidate
+                except (OSError, EOFError) as exc:
+                    raise GanError(f"{candidate}: not a readable gzip file ({exc})") from None
+            return blob, None, candidate
+    return None
+
+
+def verify(raw: RawFile, content: bytes, archive_md5: str | None, where: Path) -> None:
+    """Raise GanError naming ``where`` unless ``content`` is the expected file."""
+    if len(content) != raw.size:
+        raise GanError(f"{where}: {len(content)} bytes after decompression, expected "
+                       f"{raw.size} (truncated or wrong file)")
+    if raw.sha256 is not None:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != raw.sha256:
+            raise GanError(f"{where}: SHA-256 of the content is {digest[:16]}..., expected "
+                           f"{raw.sha256[:16]}... (corrupt or wrong file)")
+    elif archive_md5 != raw.archive_md5:
+        raise GanError(f"{where}: no content hash is recorded for this file, so only the "
+                       f"upstream .gz archive (MD5 {raw.archive_md5}) is accepted")
+
+
+def find_mirror(dataset: str, mirror: str | None) -> Path | None:
+    """The folder to copy raw files from: the named one, $GAN_DATA_MIRROR, or a known one."""
+    if mirror is not None:
+        path = Path(mirror)
+        if not path.is_dir():
+            raise GanError(f"data.mirror: folder {mirror!r} does not exist")
+        return path
+    env = os.environ.get(MIRROR_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise GanError(f"{MIRROR_ENV}: folder {env!r} does not exist")
+        return path
+    for folder in dataset_spec(dataset).mirrors:
+        if Path(folder).is_dir():
+            return Path(folder)
+    return None
+
+
+def _download_torchvision(dataset: str, workdir: Path) -> Path:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, dataset_spec(dataset).torchvision_class)
+    try:
+        cls(root=str(workdir), train=True, download=True)
+        cls(root=str(workdir), train=False, download=True)
+    except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError
+        raise GanError(f"data.dataset: could not download {dataset} through torchvision "
+                       f"({type(exc).__name__}: {exc}); name a local copy with data.mirror "
+                       f"or ${MIRROR_ENV}") from None
+    return workdir / dataset_spec(dataset).torchvision_class / "raw"
+
+
+def download(dataset: str, out_dir: Path, mirror: str | None = None) -> dict[str, str]:
+    """Write the verified, decompressed raw files of ``dataset`` to ``out_dir``.
+
+    All files are verified before ``out_dir`` is replaced, so a failure leaves no output.
+    Returns {file name: where it came from}.
+    """
+    spec = dataset_spec(dataset)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
+        tmp = Path(tmp)
+        source = find_mirror(dataset, mirror)
+        if source is None:
+            source = _download_torchvision(dataset, tmp / "torchvision")
+        staged = tmp / "staged"
+        staged.mkdir()
+        for raw in spec.files.values():
+            found = _read_candidate(source, raw)
+            if found is None:
+                raise GanError(f"{source / raw.name}: missing (neither {raw.name} nor "
+                               f"{raw.name}.gz is there)")
+            content, md5, path = found
+            verify(raw, content, md5, path)
+            (staged / raw.name).write_bytes(content)
+            sources[raw.name] = str(path)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staged.rename(out_dir)
+    return sources
+
+
+def _parse_idx(blob: bytes, where: Path) -> np.ndarray:
+    # IDX: 2 zero bytes, a type code (0x08 = uint8), the number of dims, then big-endian sizes.
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 0x08:
+        raise GanError(f"{where}: not an unsigned-byte IDX file")
+    ndim = blob[3]
+    dims = np.frombuffer(blob, dtype=">u4", count=ndim, offset=4).astype(int)
+    data = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise GanError(f"{where}: header says {tuple(dims)} but holds {data.size} values")
+    return data.reshape(tuple(dims))
+
+
+def load_raw(dataset: str, raw_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: (uint8 images (N, H, W), int64 labels (N,))} from verified raw files."""
+    spec = dataset_spec(dataset)
+    raw_dir = Path(raw_dir)
+    arrays = {}
+    for key, raw in spec.files.items():
+        path = raw_dir / raw.name
+        if not path.is_file():
+            raise GanError(f"{path}: missing; run the download stage (dvc repro download)")
+        content = path.read_bytes()
+        verify(raw, content, None if raw.sha256 else raw.archive_md5, path)
+        arrays[key] = _parse_idx(content, path)
+    return {
+        split: (arrays[f"{split}_images"], arrays[f"{split}_labels"].astype(np.int64))
+        for split in SPLITS
+    }
+
+
+def to_unit_range(images: np.ndarray, image_size: int) -> torch.Tensor:
+    """uint8 (N, H, W[, C]) -> float32 (N, C, S, S) in [-1, 1].
+
+    Sizes up to 4 px per side larger than the source are reached by padding with the
+    background value (-1), as for the 32 px DCGAN; other sizes by antialiased bilinear resize.
+    """
+    x = torch.from_numpy(np.array(images, dtype=np.uint8))  # a writable copy
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = x.float().div_(127.5).sub_(1.0)  # (N, C, H, W) in [-1, 1]
+    height = x.shape[-1]
+    if image_size != height:
+        grow = image_size - height
+        if 0 < grow <= 8 and grow % 2 == 0:
+            x = F.pad(x, (grow // 2,) * 4, value=-1.0)
+        else:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                              antialias=True, align_corners=False).clamp_(-1.0, 1.0)
+    return x.contiguous()
+
+
+def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int) -> dict:
+    """Write ``{split}.pt`` ({images, labels, classes}) to ``out_dir``; return data metrics."""
+    spec = dataset_spec(dataset)
+    splits = load_raw(dataset, raw_dir)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(spec.classes)}
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".prepare-") as tmp:
+        staged = Path(tmp) / "staged"
+        staged.mkdir()
+        for split, (images, labels) in splits.items():
+            x = to_unit_range(images, image_size)
+            torch.save({"images": x, "labels": torch.from_numpy(labels),
+                        "classes": list(spec.classes)}, staged / f"{split}.pt")
+            metrics[split] = {
+                "count": int(x.shape[0]),
+                "channels": int(x.shape[1]),
+                "min": round(float(x.min()), 6),
+                "max": round(float(x.max()), 6),
+                "mean": round(float(x.mean()), 6),
+                "per_class": np.bincount(labels, minlength=len(spec.classes)).tolist(),
+            }
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staged.rename(out_dir)
+    return metrics
+
+
+def load_prepared(prepared_dir: Path, split: str) -> dict:
+    """{images: float (N, C, S, S) in [-1, 1], labels: int64 (N,), classes: list[str]}."""
+    path = Path(prepared_dir) / f"{split}.pt"
+    if not path.is_file():
+        raise GanError(f"{path}: missing; run the prepare stage (dvc repro prepare)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise GanError(f"{path}: unreadable prepared data ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not {"images", "labels", "classes"} <= set(data):
+        raise GanError(f"{path}: not a prepared split (expected images, labels, classes)")
+    return data
+
+
+class DeviceBatches:
+    """Batches drawn by indexing a device-resident tensor with a seeded permutation.
+
+    Epoch e uses the permutation of torch.Generator seeded with (seed, e), so the position
+    in the data order is just the number of batches drawn: resumable without saved state.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 seed: int, device: torch.device):
+        if batch_size > images.shape[0]:
+            raise GanError(f"train.batch_size: got {batch_size}, must be at most the "
+                           f"{images.shape[0]} training images")
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.per_epoch = images.shape[0] // batch_size  # the ragged tail is dropped
+        self.drawn = 0
+        self._epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.images.shape[0], generator=gen).to(self.device)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = divmod(self.drawn, self.per_epoch)
+        if epoch != self._epoch:
+            self._perm, self._epoch = self._permutation(epoch), epoch
+        idx = self._perm[index * self.batch_size:(index + 1) * self.batch_size]
+        self.drawn += 1
+        return self.images[idx], self.labels[idx]

@@ -1,0 +1,76 @@
+"""GAN losses as pure functions of discriminator outputs; all are minimised.
+
+Sign convention, every loss: D's raw output (a logit, or a critic score) is high for images
+it believes real. ``d_loss(real, fake)`` is what D minimises, ``g_loss(fake)`` what G
+minimises. Inputs are (B,) tensors; outputs are scalar means over the batch.
+Identities used: -log(sigmoid(l)) = softplus(-l), -log(1 - sigmoid(l)) = softplus(l).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gan.config import ConfigError
+
+Tensor = torch.Tensor
+
+
+def bce_d(real: Tensor, fake: Tensor) -> Tensor:
+    """-log D(x) - log(1 - D(G(z))): binary cross-entropy with targets 1 (real), 0 (fake)."""
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def minimax_g(fake: Tensor) -> Tensor:
+    """log(1 - D(G(z))), the saturating objective of Goodfellow et al. (2014)."""
+    return -F.softplus(fake).mean()
+
+
+def non_saturating_g(fake: Tensor) -> Tensor:
+    """-log D(G(z)): the same fixed point as minimax with strong early gradients."""
+    return F.softplus(-fake).mean()
+
+
+def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """0.5 (D(x) - 1)^2 + 0.5 D(G(z))^2 on raw outputs (Mao et al., 2017, a-b-c = 0-1-1)."""
+    return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
+
+
+def lsgan_g(fake: Tensor) -> Tensor:
+    """0.5 (D(G(z)) - 1)^2."""
+    return 0.5 * ((fake - 1.0) ** 2).mean()
+
+
+def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye, 2017; Miyato et al., 2018)."""
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def negated_g(fake: Tensor) -> Tensor:
+    """-D(G(z)): G raises the score D gives its images (hinge and Wasserstein G loss)."""
+    return -fake.mean()
+
+
+@dataclass(frozen=True)
+class Loss:
+    d: Callable[[Tensor, Tensor], Tensor]
+    g: Callable[[Tensor], Tensor]
+    probabilistic: bool  # D's output is a logit, so sigmoid(output) reads as P(real)
+
+
+LOSSES: dict[str, Loss] = {
+    "minimax": Loss(bce_d, minimax_g, True),
+    "non_saturating": Loss(bce_d, non_saturating_g, True),
+    "lsgan": Loss(lsgan_d, lsgan_g, False),
+    "hinge": Loss(hinge_d, negated_g, False),
+}
+
+
+def get(name: str) -> Loss:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ConfigError(f"train.loss: got {name!r}, allowed: {', '.join(LOSSES)}") from None

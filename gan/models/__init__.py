@@ -1,0 +1,43 @@
+"""Architecture registry: ``build(model_cfg, image_shape, num_classes)`` -> (G, D)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gan.config import ConfigError, ModelConfig
+from gan.models import dcgan, mlp
+
+# name -> (generator class, discriminator class); each takes (cfg, image_shape).
+ARCHS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "mlp": (mlp.Generator, mlp.Discriminator),
+    "dcgan": (dcgan.Generator, dcgan.Discriminator),
+}
+
+
+def init_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for conv and linear weights, N(1, 0.02) for norm scales (Radford et al.)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+    """A freshly initialised generator and discriminator for images of ``image_shape``."""
+    if cfg.arch not in ARCHS:
+        raise ConfigError(f"model.arch: got {cfg.arch!r}, allowed: {', '.join(ARCHS)}")
+    g_cls, d_cls = ARCHS[cfg.arch]
+    generator, discriminator = g_cls(cfg, image_shape), d_cls(cfg, image_shape)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    return generator, discriminator
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["ARCHS", "build", "count_parameters", "init_weights"]

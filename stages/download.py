@@ -1,0 +1,21 @@
+"""Stage download: the dataset's raw IDX files, verified by checksum."""
+
+from pathlib import Path
+
+from gan import data
+from gan.config import load_section
+from stages import common
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
+    args = p.parse_args()
+    cfg = load_section(common.params(args.params), "data")
+    sources = data.download(cfg.dataset, args.out, cfg.mirror)
+    print(f"download: {cfg.dataset}: {len(sources)} files verified from "
+          f"{Path(next(iter(sources.values()))).parent} into {args.out}")
+
+
+if __name__ == "__main__":
+    common.run(main)

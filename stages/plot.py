@@ -1,0 +1,23 @@
+"""Stage plot: loss curves and mean D outputs against step, as a PNG."""
+
+from pathlib import Path
+
+from gan import plots
+from gan.config import load_section
+from gan.train import LOG_KEYS
+from stages import common
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--log-dir", type=Path, required=True, help="dvclive metrics TSV folder")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    args = p.parse_args()
+    cfg = load_section(common.params(args.params), "plot")
+    log = plots.read_dvclive_metrics(args.log_dir, LOG_KEYS)
+    plots.save_figure(plots.loss_curves(log, cfg.smoothing, cfg.dpi), args.out)
+    print(f"plot: {len(log)} logged points -> {args.out}")
+
+
+if __name__ == "__main__":
+    common.run(main)

@@ -1,0 +1,41 @@
+"""Stage train: fit the GAN variant of params.yaml and write its checkpoint and log."""
+
+from pathlib import Path
+
+from dvclive import Live
+
+from gan import data, train
+from gan.config import load_section, load_seed
+from stages import common
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
+    p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
+    args = p.parse_args()
+    params = common.params(args.params)
+    seed = load_seed(params)
+    model_cfg = load_section(params, "model")
+    train_cfg = load_section(params, "train")
+    train_data = data.load_prepared(args.data, "train")
+
+    # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
+    # and duplicates entries.
+    with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        def log(step: int, record: dict[str, float]) -> None:
+            live.step = step
+            for name, value in record.items():
+                live.log_metric(name, value)
+            live.make_summary()
+
+        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log)
+    train.save_checkpoint(result.checkpoint, args.checkpoint)
+    last = result.history[-1]
+    print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
+          f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint}")
+
+
+if __name__ == "__main__":
+    common.run(main)
