@@ -118,7 +118,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
-        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in pairs)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -40,7 +40,8 @@ def _idx(prefix: str, sizes: tuple[int, int, int, int], sha: tuple, md5: tuple) 
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     keys = ("train_images", "train_labels", "test_images", "test_labels")
-    return {k: RawFile(prefix + n, s, h, m) for k, n, s, h, m in zip(keys, names, sizes, sha, md5)}
+    rows = zip(keys, names, sizes, sha, md5, strict=True)
+    return {k: RawFile(prefix + n, s, h, m) for k, n, s, h, m in rows}
 
 
 _MNIST_SIZES = (47040016, 60008, 7840016, 10008)

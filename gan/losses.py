@@ -8,8 +8,8 @@ Identities used: -log(sigmoid(l)) = softplus(-l), -log(1 - sigmoid(l)) = softplu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ def train(
         counted += 1
         if step % train_cfg.log_every == 0 or step == train_cfg.steps:
             means = (sums / counted).tolist()  # the one host-device sync per log interval
-            record = dict(zip(LOG_KEYS, means))
+            record = dict(zip(LOG_KEYS, means, strict=True))
             bad = [k for k, v in record.items() if not np.isfinite(v)]
             if bad:
                 raise GanError(f"train: {bad[0]} became {record[bad[0]]} by step {step}; "

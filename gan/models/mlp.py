@@ -18,7 +18,7 @@ class Generator(nn.Module):
         self.image_shape = image_shape
         widths = (128, 256, 512, 1024)
         layers: list[nn.Module] = [nn.Linear(cfg.latent_dim, widths[0]), nn.LeakyReLU(0.2)]
-        for w_in, w_out in zip(widths, widths[1:]):
+        for w_in, w_out in zip(widths, widths[1:], strict=False):
             layers += [nn.Linear(w_in, w_out), nn.BatchNorm1d(w_out), nn.LeakyReLU(0.2)]
         layers += [nn.Linear(widths[-1], math.prod(image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)  # (B, latent) -> (B, C*H*W)

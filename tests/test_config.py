@@ -1,0 +1,97 @@
+import pytest
+
+from gan.config import (
+    SECTIONS,
+    ConfigError,
+    DataConfig,
+    GanError,
+    TrainConfig,
+    build,
+    load_section,
+    load_seed,
+    read_params,
+)
+
+
+def test_repo_params_load_into_every_section(params):
+    for name in SECTIONS:
+        cfg = load_section(params, name)
+        assert type(cfg) is SECTIONS[name]
+    assert load_seed(params) == params["seed"]
+
+
+def test_every_params_key_has_a_comment(root):
+    for number, line in enumerate((root / "params.yaml").read_text().splitlines(), 1):
+        if line.strip() and not line.strip().startswith("#") and not line.endswith(":"):
+            assert "#" in line, f"params.yaml line {number} has no comment: {line!r}"
+
+
+def test_config_is_frozen(params):
+    cfg = load_section(params, "train")
+    with pytest.raises(AttributeError):
+        cfg.lr = 1.0
+
+
+@pytest.mark.parametrize("text", ["1e-4", "2.0e-4", "1e-7", "1"])
+def test_float_strings_read_as_floats(params, text):
+    # PyYAML reads `1e-4` as a string, and so does what `dvc exp run -S train.lr=1e-7` writes.
+    raw = dict(params["train"], lr=text)
+    assert build(TrainConfig, raw, "train").lr == pytest.approx(float(text))
+
+
+def test_betas_become_a_tuple(params):
+    assert build(TrainConfig, params["train"], "train").betas == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("train", "lr", "fast", "train.lr: got 'fast', expected a number"),
+    ("train", "lr", 0, "train.lr: got 0.0, must be greater than 0.0"),
+    ("train", "lr", True, "train.lr: got True, expected a number"),
+    ("train", "steps", 2.5, "train.steps: got 2.5, expected an integer"),
+    ("train", "steps", 0, "train.steps: got 0, must be at least 1"),
+    ("train", "batch_size", "128", "train.batch_size: got '128', expected an integer"),
+    ("train", "loss", "wasserstein",
+     "train.loss: got 'wasserstein', allowed: minimax, non_saturating, lsgan, hinge"),
+    ("train", "betas", [0.5], "train.betas: got [0.5], expected a list [a number, a number]"),
+    ("train", "betas", [0.5, 1.5], "train.betas[1]: got 1.5, must be at most 0.9999"),
+    ("train", "lr_d", "x", "train.lr_d: got 'x', expected a number or null"),
+    ("data", "dataset", "cifar", "data.dataset: got 'cifar', allowed: fashion_mnist, mnist, "
+                                 "kmnist"),
+    ("data", "image_size", 4, "data.image_size: got 4, must be at least 8"),
+    ("model", "arch", "resnet", "model.arch: got 'resnet', allowed: mlp, dcgan"),
+    ("sample", "n", -1, "sample.n: got -1, must be at least 1"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(params, section, key, value, message):
+    raw = dict(params[section], **{key: value})
+    with pytest.raises(ConfigError) as info:
+        load_section({section: raw}, section)
+    assert str(info.value) == message
+
+
+def test_unknown_key_lists_the_allowed_ones(params):
+    raw = dict(params["train"], learning_rate=0.1)
+    with pytest.raises(ConfigError, match=r"^train\.learning_rate: unknown key, allowed keys: "
+                                          r"loss, optimizer, lr, "):
+        build(TrainConfig, raw, "train")
+
+
+def test_missing_key_is_named(params):
+    raw = {k: v for k, v in params["data"].items() if k != "dataset"}
+    with pytest.raises(ConfigError, match=r"^data\.dataset: missing, expected a string$"):
+        build(DataConfig, raw, "data")
+
+
+def test_missing_section_and_bad_seed():
+    with pytest.raises(ConfigError, match="^train: missing section"):
+        load_section({}, "train")
+    with pytest.raises(ConfigError, match="^seed: got 'x', expected an integer$"):
+        load_seed({"seed": "x"})
+
+
+def test_unreadable_params_files(tmp_path):
+    with pytest.raises(GanError, match="params file not found"):
+        read_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(GanError, match=r"bad.yaml: not valid YAML \(line"):
+        read_params(bad)

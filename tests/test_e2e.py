@@ -1,0 +1,111 @@
+"""End to end with the real tools: dvc repro, dvc exp run -S, dvc exp show, dvc plots diff."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FASHION_MIRROR, copy_project
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
+                       "is not installed (.ci/run installs it)"),
+]
+
+STAGES = ("download", "prepare", "train", "sample", "plot")
+
+
+def tiny_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    params["model"].update(arch="mlp")
+    params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
+    params["sample"].update(n=16)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("project"))
+    for stale in ("dvc.lock", "metrics"):  # the committed default run is not the tiny one
+        target = repo / stale
+        if target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            subprocess.run(["rm", "-rf", str(target)], check=True)
+    tiny_params(repo / "params.yaml")
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny project")
+    return repo
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def ran(output: str, stage: str) -> bool:
+    return f"Running stage '{stage}'" in output
+
+
+def skipped(output: str, stage: str) -> bool:
+    return f"Stage '{stage}' didn't change, skipping" in output
+
+
+def test_repro_then_experiment_reruns_only_what_changed(repo):
+    first = sh(repo, "dvc", "repro")
+    assert all(ran(first, s) for s in STAGES), first
+    assert (repo / "outputs" / "samples.png").is_file()
+    assert (repo / "outputs" / "loss_curves.png").is_file()
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline run")
+
+    second = sh(repo, "dvc", "exp", "run", "-S", "train.lr=4e-4")
+    assert skipped(second, "download") and skipped(second, "prepare"), second
+    assert not ran(second, "download") and not ran(second, "prepare")
+    assert ran(second, "train") and ran(second, "sample") and ran(second, "plot"), second
+
+
+def test_exp_show_holds_both_runs(repo):
+    rows = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and "params" in data:
+                lr = data["params"]["params.yaml"]["data"]["train"]["lr"]
+                metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
+                found[str(lr)] = metrics
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(rows)
+    assert {"0.0002", "4e-4"} <= set(found) or {"0.0002", "0.0004"} <= set(found), found
+    for metrics in found.values():
+        assert metrics["step"] == 6 and set(metrics) >= {"d_loss", "g_loss"}
+
+
+def test_plots_diff_writes_both_revisions_curves(repo):
+    sh(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_out")
+    html = (repo / "plots_out" / "index.html").read_text()
+    head = sh(repo, "git", "rev-parse", "--short", "HEAD").strip()
+    assert "workspace" in html and head[:7] in html
+    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+        assert name in html
+    assert "samples.png" in html  # the image plot of each revision

@@ -1,0 +1,104 @@
+"""The stage scripts as DVC runs them: bad input gives one line and a non-zero exit."""
+
+import pytest
+import torch
+import yaml
+
+from gan import train
+from gan.config import ModelConfig, TrainConfig
+
+from conftest import ROOT, run_stage, tiny_split
+
+
+def write_params(tmp_path, params, section, key, value):
+    params = yaml.safe_load(yaml.safe_dump(params))
+    if key is None:
+        params[section] = value
+    else:
+        params[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("stage,section,key,value,fragments", [
+    ("download", "data", "dataset", "cifar10", ["data.dataset", "'cifar10'", "kmnist"]),
+    ("prepare", "data", "image_size", "big", ["data.image_size", "'big'", "an integer"]),
+    ("train", "train", "lr", -1, ["train.lr", "-1", "greater than 0"]),
+    ("train", "model", "arch", "gpt", ["model.arch", "'gpt'", "mlp, dcgan"]),
+    ("train", "train", "batchsize", 3, ["train.batchsize", "unknown key", "batch_size"]),
+    ("sample", "sample", "n", 0, ["sample.n", "at least 1"]),
+    ("plot", "plot", "dpi", "high", ["plot.dpi", "'high'"]),
+])
+def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section, key, value,
+                                               fragments):
+    path = write_params(tmp_path, params, section, key, value)
+    out = tmp_path / "out"
+    args = {"download": ["--out", str(out)],
+            "prepare": ["--raw", str(tmp_path), "--out", str(out), "--metrics",
+                        str(tmp_path / "m.json")],
+            "train": ["--data", str(tmp_path), "--checkpoint", str(out), "--log-dir",
+                      str(tmp_path / "log")],
+            "sample": ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(out)],
+            "plot": ["--log-dir", str(tmp_path), "--out", str(out)]}[stage]
+    proc = run_stage(stage, "--params", str(path), *args)
+    assert_one_line_error(proc, *fragments)
+    assert not out.exists()
+
+
+def test_debug_env_shows_the_traceback(tmp_path, params):
+    path = write_params(tmp_path, params, "sample", "n", 0)
+    proc = run_stage("sample", "--params", str(path), "--checkpoint", "x", "--out", "y",
+                     env={"GAN_DEBUG": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_sample_stage_rejects_a_foreign_checkpoint(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    proc = run_stage("sample", "--params", str(ROOT / "params.yaml"), "--checkpoint",
+                     str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "grid.png"))
+    assert_one_line_error(proc, "foreign.pt", "not a checkpoint of this project")
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    torch.save(tiny_split(), prepared / "train.pt")
+    params = yaml.safe_load(yaml.safe_dump(params))
+    params["model"].update(arch="mlp")
+    params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu")
+    params["sample"].update(n=9)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    p = ["--params", str(tmp_path / "params.yaml")]
+    ckpt, log_dir = tmp_path / "gan.pt", tmp_path / "live"
+    proc = run_stage("train", *p, "--data", str(prepared), "--checkpoint", str(ckpt),
+                     "--log-dir", str(log_dir))
+    assert proc.returncode == 0, proc.stderr
+    tsv = (log_dir / "plots" / "metrics" / "d_loss.tsv").read_text().splitlines()
+    assert tsv[0].split("\t") == ["step", "d_loss"] and [r.split("\t")[0] for r in tsv[1:]] \
+        == ["2", "4"]
+    assert yaml.safe_load((log_dir / "metrics.json").read_text())["step"] == 4
+    generator, config = train.load_generator(ckpt)
+    assert config["train"] == {**params["train"], "betas": [0.5, 0.999]}
+    assert ModelConfig(**config["model"]).arch == "mlp"
+    assert TrainConfig(**{**config["train"], "betas": tuple(config["train"]["betas"])}).steps == 4
+
+    proc = run_stage("sample", *p, "--checkpoint", str(ckpt), "--out", str(tmp_path / "g.png"))
+    assert proc.returncode == 0, proc.stderr
+    from PIL import Image
+    assert Image.open(tmp_path / "g.png").size == (3 * 30 + 2, 3 * 30 + 2)
+
+    proc = run_stage("plot", *p, "--log-dir", str(log_dir / "plots" / "metrics"), "--out",
+                     str(tmp_path / "curves.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "curves.png").size == (700, 600)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from gan import sample, train
+from gan.config import GanError, ModelConfig, TrainConfig
+
+from conftest import tiny_split
+
+MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
+
+
+def train_cfg(**overrides) -> TrainConfig:
+    base = dict(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
+                log_every=2, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_history_has_one_record_per_log_interval():
+    logged = []
+    result = train.train(MODEL, train_cfg(steps=5), 0, tiny_split(),
+                         on_log=lambda s, r: logged.append(s), progress=False)
+    assert logged == [2, 4, 5]
+    assert [h["step"] for h in result.history] == [2, 4, 5]
+    assert set(result.history[0]) == {"step", *train.LOG_KEYS}
+    assert 0 < result.history[-1]["d_real"] < 1  # a probability for the BCE losses
+
+
+def test_same_seed_same_bits_other_seed_differs():
+    a = train.train(MODEL, train_cfg(), 3, tiny_split(), progress=False).checkpoint
+    b = train.train(MODEL, train_cfg(), 3, tiny_split(), progress=False).checkpoint
+    c = train.train(MODEL, train_cfg(), 4, tiny_split(), progress=False).checkpoint
+    for key in a["generator"]:
+        assert torch.equal(a["generator"][key], b["generator"][key]), key
+    assert any(not torch.equal(a["generator"][k], c["generator"][k]) for k in a["generator"])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])
+def test_optimizers_and_d_steps_train(optimizer):
+    result = train.train(MODEL, train_cfg(optimizer=optimizer, d_steps=2, lr_d=1e-3), 0,
+                         tiny_split(), progress=False)
+    assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in result.history)
+
+
+def test_divergence_stops_with_the_step_named():
+    with pytest.raises(GanError, match=r"became nan by step 2; the run diverged"):
+        poisoned = {**tiny_split(), "images": tiny_split()["images"] * float("nan")}
+        train.train(MODEL, train_cfg(), 0, poisoned, progress=False)
+
+
+def test_checkpoint_round_trip_rebuilds_the_generator(tmp_path):
+    result = train.train(MODEL, train_cfg(), 0, tiny_split(), progress=False)
+    path = tmp_path / "ckpt" / "gan.pt"
+    train.save_checkpoint(result.checkpoint, path)
+    assert [p.name for p in path.parent.iterdir()] == ["gan.pt"]  # no temporary left
+    generator, config = train.load_generator(path)
+    z = sample.fixed_latent(4, MODEL.latent_dim, seed=1)
+    torch.testing.assert_close(sample.generate(generator, z),
+                               sample.generate(result.generator, z))
+    assert config["model"]["arch"] == "dcgan" and config["image_shape"] == [1, 28, 28]
+
+
+def test_foreign_and_missing_checkpoints(tmp_path):
+    with pytest.raises(GanError, match="checkpoint not found"):
+        train.load_generator(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(GanError, match="not a readable checkpoint"):
+        train.load_generator(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(GanError, match="not a checkpoint of this project"):
+        train.load_generator(tmp_path / "other.pt")
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_arch(tmp_path):
+    result = train.train(MODEL, train_cfg(steps=1), 0, tiny_split(), progress=False)
+    ckpt = result.checkpoint
+    ckpt["config"]["model"]["arch"] = "mlp"
+    train.save_checkpoint(ckpt, tmp_path / "gan.pt")
+    with pytest.raises(GanError, match="generator weights do not fit model.arch 'mlp'"):
+        train.load_generator(tmp_path / "gan.pt")
+
+
+def test_named_device_must_exist():
+    if not torch.cuda.is_available():
+        with pytest.raises(GanError, match="train.device: got 'cuda', but no cuda device"):
+            train.select_device("cuda")
+    assert train.select_device("cpu") == torch.device("cpu")
+
+
+def test_sample_grid_size():
+    images = torch.zeros(16, 1, 28, 28)
+    grid = sample.to_grid_image(images)
+    assert grid.size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 tiles of 28 px with 2 px padding
+    assert grid.mode == "L"
+    assert sample.to_grid_image(torch.zeros(6, 3, 8, 8), nrow=3).mode == "RGB"
