@@ -46,6 +46,7 @@ class DataConfig:
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     arch: str = _opt(choices=ARCHS)
+    conditional: bool = _opt(False)
     latent_dim: int = _opt(min=1, max=4096)
     g_channels: int = _opt(min=1, max=4096)
     d_channels: int = _opt(min=1, max=4096)

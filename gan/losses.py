@@ -59,13 +59,14 @@ class Loss:
     d: Callable[[Tensor, Tensor], Tensor]
     g: Callable[[Tensor], Tensor]
     probabilistic: bool  # D's output is a logit, so sigmoid(output) reads as P(real)
+    threshold: float  # D calls an image real when its output is above this
 
 
 LOSSES: dict[str, Loss] = {
-    "minimax": Loss(bce_d, minimax_g, True),
-    "non_saturating": Loss(bce_d, non_saturating_g, True),
-    "lsgan": Loss(lsgan_d, lsgan_g, False),
-    "hinge": Loss(hinge_d, negated_g, False),
+    "minimax": Loss(bce_d, minimax_g, True, 0.0),
+    "non_saturating": Loss(bce_d, non_saturating_g, True, 0.0),
+    "lsgan": Loss(lsgan_d, lsgan_g, False, 0.5),
+    "hinge": Loss(hinge_d, negated_g, False, 0.0),
 }
 
 

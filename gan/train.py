@@ -21,7 +21,10 @@ from gan.config import build as build_config
 from gan.data import DeviceBatches
 
 CHECKPOINT_FORMAT = 1
-LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
+# d_real, d_fake: mean D output (a probability for the logit losses); d_acc_*: share of
+# real / generated images that D classifies correctly.
+LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+Hook = Callable[[int, nn.Module], None]
 
 
 def select_device(name: str) -> torch.device:
@@ -66,13 +69,20 @@ def train(
     seed: int,
     data: dict,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
+    periodic: tuple[tuple[int, Hook], ...] = (),
     progress: bool = True,
 ) -> TrainResult:
-    """Train a GAN on ``data`` (a prepared split) and return the networks and a checkpoint."""
+    """Train a GAN on ``data`` (a prepared split) and return the networks and a checkpoint.
+
+    ``on_log(step, record)`` receives the means of LOG_KEYS every ``log_every`` steps;
+    each ``(every, hook)`` of ``periodic`` is called as ``hook(step, generator)`` every
+    ``every`` steps, with the generator in eval mode.
+    """
     device = select_device(train_cfg.device)
     seed_everything(seed)
     image_shape = tuple(data["images"].shape[1:])
-    generator, discriminator = models.build(model_cfg, image_shape)
+    num_classes = len(data["classes"])
+    generator, discriminator = models.build(model_cfg, image_shape, num_classes)
     generator.to(device).train()
     discriminator.to(device).train()
     loss = losses.get(train_cfg.loss)
@@ -84,8 +94,12 @@ def train(
     noise_gen = torch.Generator(device=device).manual_seed(seed)
     batch, latent = train_cfg.batch_size, model_cfg.latent_dim
 
-    def noise() -> torch.Tensor:
-        return torch.randn(batch, latent, device=device, generator=noise_gen)
+    def noise() -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A latent batch and, for conditional models, the classes asked of G."""
+        z = torch.randn(batch, latent, device=device, generator=noise_gen)
+        if not model_cfg.conditional:
+            return z, None
+        return z, torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
 
     def readout(scores: torch.Tensor) -> torch.Tensor:
         # D(x) as a probability where D outputs logits, else the raw score.
@@ -101,24 +115,31 @@ def train(
     for step in bar:
         # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
         for _ in range(train_cfg.d_steps):
-            real, _labels = batches.next()
+            real, real_labels = batches.next()
+            real_labels = real_labels if model_cfg.conditional else None
+            z, fake_labels = noise()
             with torch.no_grad():
-                fake = generator(noise())
-            real_scores, fake_scores = discriminator(real), discriminator(fake)
+                fake = generator(z, fake_labels)
+            real_scores = discriminator(real, real_labels)
+            fake_scores = discriminator(fake, fake_labels)
             d_loss = loss.d(real_scores, fake_scores)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
 
         # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
-        fake_scores_g = discriminator(generator(noise()))
+        z, fake_labels = noise()
+        fake_scores_g = discriminator(generator(z, fake_labels), fake_labels)
         g_loss = loss.g(fake_scores_g)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
 
+        real_scores, fake_scores = real_scores.detach(), fake_scores.detach()
         sums += torch.stack([d_loss.detach(), g_loss.detach(),
-                             readout(real_scores.detach()), readout(fake_scores.detach())])
+                             readout(real_scores), readout(fake_scores),
+                             (real_scores > loss.threshold).float().mean(),
+                             (fake_scores <= loss.threshold).float().mean()])
         counted += 1
         if step % train_cfg.log_every == 0 or step == train_cfg.steps:
             means = (sums / counted).tolist()  # the one host-device sync per log interval
@@ -134,6 +155,11 @@ def train(
             bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
             sums.zero_()
             counted = 0
+        for every, hook in periodic:
+            if step % every == 0 or step == train_cfg.steps:
+                generator.eval()
+                hook(step, generator)
+                generator.train()
 
     generator.eval()
     discriminator.eval()
@@ -184,7 +210,7 @@ def load_generator(path: Path, device: torch.device | None = None) -> tuple[nn.M
                        f"{CHECKPOINT_FORMAT} expected)")
     cfg = ckpt["config"]
     model_cfg = build_config(ModelConfig, cfg["model"], "model")
-    generator, _ = models.build(model_cfg, tuple(cfg["image_shape"]))
+    generator, _ = models.build(model_cfg, tuple(cfg["image_shape"]), len(cfg["classes"]))
     try:
         generator.load_state_dict(ckpt["generator"])
     except RuntimeError as exc:

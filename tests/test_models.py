@@ -67,3 +67,9 @@ def test_one_step_changes_both_networks(arch, size, channels, loss_name):
         assert all(not torch.equal(a, b) for a, b in pairs if a.ndim > 1)
     # the G step moves only G
     assert all(torch.equal(a, b) for a, b in zip(d_mid, d.parameters(), strict=True))
+
+
+def test_discriminator_accuracy_threshold_matches_the_loss():
+    # P(real) = 0.5 at logit 0 for BCE; lsgan's targets are 0 and 1, so the midpoint is 0.5.
+    assert losses.get("non_saturating").threshold == 0.0
+    assert losses.get("lsgan").threshold == 0.5

@@ -23,6 +23,18 @@ def test_history_has_one_record_per_log_interval():
     assert [h["step"] for h in result.history] == [2, 4, 5]
     assert set(result.history[0]) == {"step", *train.LOG_KEYS}
     assert 0 < result.history[-1]["d_real"] < 1  # a probability for the BCE losses
+    assert 0 <= result.history[-1]["d_acc_fake"] <= 1
+
+
+def test_periodic_hooks_see_the_generator_in_eval_mode():
+    seen = []
+
+    def hook(step, generator):
+        seen.append((step, generator.training))
+
+    train.train(MODEL, train_cfg(steps=5), 0, tiny_split(), periodic=((2, hook),),
+                progress=False)
+    assert seen == [(2, False), (4, False), (5, False)]
 
 
 def test_same_seed_same_bits_other_seed_differs():

@@ -1,4 +1,9 @@
-"""Architecture registry: ``build(model_cfg, image_shape, num_classes)`` -> (G, D)."""
+"""Architecture registry: ``build(model_cfg, image_shape, num_classes)`` -> (G, D).
+
+Every generator maps ``(z (B, latent_dim), labels (B,) or None) -> (B, C, H, W)`` in
+[-1, 1]; every discriminator maps ``(images, labels or None) -> logits (B,)``. Labels are
+used only when ``model.conditional`` is true.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from torch import nn
 from gan.config import ConfigError, ModelConfig
 from gan.models import dcgan, mlp
 
-# name -> (generator class, discriminator class); each takes (cfg, image_shape).
+# name -> (generator class, discriminator class); each takes (cfg, image_shape, num_classes).
 ARCHS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (mlp.Generator, mlp.Discriminator),
     "dcgan": (dcgan.Generator, dcgan.Discriminator),
@@ -25,12 +30,14 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+def build(cfg: ModelConfig, image_shape: tuple[int, int, int],
+          num_classes: int = 10) -> tuple[nn.Module, nn.Module]:
     """A freshly initialised generator and discriminator for images of ``image_shape``."""
     if cfg.arch not in ARCHS:
         raise ConfigError(f"model.arch: got {cfg.arch!r}, allowed: {', '.join(ARCHS)}")
     g_cls, d_cls = ARCHS[cfg.arch]
-    generator, discriminator = g_cls(cfg, image_shape), d_cls(cfg, image_shape)
+    generator = g_cls(cfg, image_shape, num_classes)
+    discriminator = d_cls(cfg, image_shape, num_classes)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     return generator, discriminator

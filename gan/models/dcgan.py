@@ -27,7 +27,8 @@ def ladder(image_size: int) -> tuple[int, int]:
 class Generator(nn.Module):
     """z (B, latent_dim) -> images (B, C, S, S) in [-1, 1]."""
 
-    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
+                 num_classes: int):
         super().__init__()
         channels, size, _ = image_shape
         base, blocks = ladder(size)
@@ -45,14 +46,15 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z[:, :, None, None])
 
 
 class Discriminator(nn.Module):
     """images (B, C, S, S) -> logits (B,)."""
 
-    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
+                 num_classes: int):
         super().__init__()
         channels, size, _ = image_shape
         base, blocks = ladder(size)
@@ -66,5 +68,5 @@ class Discriminator(nn.Module):
         layers += [nn.Conv2d(width, 1, base, 1, 0)]  # (B, w, base, base) -> (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

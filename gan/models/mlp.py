@@ -13,7 +13,8 @@ from gan.config import ModelConfig
 class Generator(nn.Module):
     """z (B, latent_dim) -> images (B, C, H, W) in [-1, 1]."""
 
-    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
+                 num_classes: int):
         super().__init__()
         self.image_shape = image_shape
         widths = (128, 256, 512, 1024)
@@ -23,14 +24,15 @@ class Generator(nn.Module):
         layers += [nn.Linear(widths[-1], math.prod(image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)  # (B, latent) -> (B, C*H*W)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.image_shape)
 
 
 class Discriminator(nn.Module):
     """images (B, C, H, W) -> logits (B,)."""
 
-    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
+                 num_classes: int):
         super().__init__()
         self.net = nn.Sequential(
             nn.Flatten(),                                  # (B, C*H*W)
@@ -39,5 +41,5 @@ class Discriminator(nn.Module):
             nn.Linear(256, 1),                             # (B, 1)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).squeeze(1)
