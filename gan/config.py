@@ -29,9 +29,13 @@ def _opt(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
-DATASETS = ("fashion_mnist", "mnist", "kmnist")
-ARCHS = ("mlp", "dcgan")
-LOSSES = ("minimax", "non_saturating", "lsgan", "hinge")
+DATASETS = ("fashion_mnist", "mnist", "kmnist", "image_folder")
+ARCHS = ("mlp", "dcgan", "resize_conv")
+LOSSES = ("minimax", "non_saturating", "lsgan", "hinge", "wgan_gp")
+NOISES = ("normal", "uniform")
+D_CONDITIONING = ("concat", "projection")
+D_NORMS = ("batch", "layer", "none")
+LR_DECAYS = ("constant", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -41,15 +45,23 @@ class DataConfig:
     dataset: str = _opt(choices=DATASETS)
     image_size: int = _opt(min=8, max=256)
     mirror: str | None = _opt(None)
+    path: str | None = _opt(None)  # image_folder: the folder of the user's images
+    channels: int | None = _opt(None, choices=(1, 3))  # image_folder: null keeps the files' own
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     arch: str = _opt(choices=ARCHS)
     conditional: bool = _opt(False)
+    d_conditioning: str = _opt("projection", choices=D_CONDITIONING)
     latent_dim: int = _opt(min=1, max=4096)
+    noise: str = _opt("normal", choices=NOISES)
     g_channels: int = _opt(min=1, max=4096)
     d_channels: int = _opt(min=1, max=4096)
+    d_norm: str = _opt("batch", choices=D_NORMS)
+    spectral_norm: bool = _opt(False)
+    kernel_size: int = _opt(5, choices=(3, 5))
+    dropout: float = _opt(0.4, min=0.0, max=0.9)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +74,16 @@ class TrainConfig:
     batch_size: int = _opt(min=1, max=65536)
     steps: int = _opt(min=1)
     d_steps: int = _opt(1, min=1, max=100)
+    gp_weight: float = _opt(10.0, min=0.0)
+    label_smoothing: float = _opt(0.0, min=0.0, max=0.5)
+    grad_clip: float | None = _opt(None, gt=0.0)
+    lr_decay: str = _opt("constant", choices=LR_DECAYS)
+    ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
     log_every: int = _opt(min=1)
+    eval_every: int = _opt(0, min=0)
+    snapshot_every: int = _opt(0, min=0)
+    checkpoint_every: int = _opt(500, min=0)
+    deterministic: bool = _opt(False)
     device: str = _opt("auto", choices=DEVICES)
 
 

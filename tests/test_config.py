@@ -51,14 +51,14 @@ def test_betas_become_a_tuple(params):
     ("train", "steps", 0, "train.steps: got 0, must be at least 1"),
     ("train", "batch_size", "128", "train.batch_size: got '128', expected an integer"),
     ("train", "loss", "wasserstein",
-     "train.loss: got 'wasserstein', allowed: minimax, non_saturating, lsgan, hinge"),
+     "train.loss: got 'wasserstein', allowed: minimax, non_saturating, lsgan, hinge, wgan_gp"),
     ("train", "betas", [0.5], "train.betas: got [0.5], expected a list [a number, a number]"),
     ("train", "betas", [0.5, 1.5], "train.betas[1]: got 1.5, must be at most 0.9999"),
     ("train", "lr_d", "x", "train.lr_d: got 'x', expected a number or null"),
     ("data", "dataset", "cifar", "data.dataset: got 'cifar', allowed: fashion_mnist, mnist, "
-                                 "kmnist"),
+                                 "kmnist, image_folder"),
     ("data", "image_size", 4, "data.image_size: got 4, must be at least 8"),
-    ("model", "arch", "resnet", "model.arch: got 'resnet', allowed: mlp, dcgan"),
+    ("model", "arch", "resnet", "model.arch: got 'resnet', allowed: mlp, dcgan, resize_conv"),
     ("sample", "n", -1, "sample.n: got -1, must be at least 1"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(params, section, key, value, message):
