@@ -99,12 +99,31 @@ class PlotConfig:
     dpi: int = _opt(100, min=30, max=600)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClassifierConfig:
+    epochs: int = _opt(min=1, max=1000)
+    batch_size: int = _opt(min=1, max=65536)
+    lr: float = _opt(gt=0.0, max=1.0)
+    width: int = _opt(32, min=1, max=1024)
+    seed: int = _opt(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    n_samples: int = _opt(10000, min=2)
+    seed: int = _opt(0, min=0)
+    batch_size: int = _opt(500, min=1, max=65536)
+    train_fid_samples: int = _opt(2000, min=2)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "sample": SampleConfig,
     "plot": PlotConfig,
+    "classifier": ClassifierConfig,
+    "evaluate": EvaluateConfig,
 }
 
 

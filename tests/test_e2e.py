@@ -19,7 +19,7 @@ pytestmark = [
                        "is not installed (.ci/run installs it)"),
 ]
 
-STAGES = ("download", "prepare", "train", "sample", "plot")
+STAGES = ("download", "prepare", "classifier", "train", "sample", "plot", "evaluate")
 
 
 def tiny_params(path: Path) -> None:
@@ -27,6 +27,8 @@ def tiny_params(path: Path) -> None:
     params["model"].update(arch="mlp")
     params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
     params["sample"].update(n=16)
+    params["classifier"].update(epochs=1, batch_size=256, width=4)
+    params["evaluate"].update(n_samples=200, train_fid_samples=100)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -69,13 +71,17 @@ def test_repro_then_experiment_reruns_only_what_changed(repo):
     assert all(ran(first, s) for s in STAGES), first
     assert (repo / "outputs" / "samples.png").is_file()
     assert (repo / "outputs" / "loss_curves.png").is_file()
+    scores = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert scores["n_samples"] == 200 and scores["fid"] > scores["fid_real"] >= 0
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
 
     second = sh(repo, "dvc", "exp", "run", "-S", "train.lr=4e-4")
     assert skipped(second, "download") and skipped(second, "prepare"), second
     assert not ran(second, "download") and not ran(second, "prepare")
+    assert skipped(second, "classifier") and not ran(second, "classifier"), second
     assert ran(second, "train") and ran(second, "sample") and ran(second, "plot"), second
+    assert ran(second, "evaluate"), second
 
 
 def test_exp_show_holds_both_runs(repo):

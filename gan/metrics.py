@@ -1,0 +1,339 @@
+"""Sample quality in a small classifier's feature space: FID, KID, IS, coverage, precision/recall.
+
+Inception-based scores download ImageNet weights at run time and suit 28 px grayscale
+poorly; here a small CNN trained on the real training split is the feature extractor
+(its penultimate layer) and the label oracle (its softmax), so every number is offline.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan.config import ClassifierConfig, EvaluateConfig, GanError, to_dict
+from gan.data import DeviceBatches
+from gan.sample import fixed_latent
+from gan.train import save_checkpoint, seed_everything, select_device
+
+CLASSIFIER_FORMAT = 1
+NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
+# KID's mean and std are over KID_SUBSETS random subsets of KID_SUBSET_SIZE samples (half the
+# smaller set when that is fewer); torchmetrics' 100 subsets cost ~25 s per KID on 2 CPU cores.
+KID_SUBSETS = 20
+KID_SUBSET_SIZE = 1000
+PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
+
+
+class Classifier(nn.Module):
+    """A small CNN: images (B, C, S, S) in [-1, 1] -> class logits (B, K)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, width: int = 16):
+        super().__init__()
+        channels = image_shape[0]
+
+        def conv(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True)]
+
+        self.body = nn.Sequential(
+            *conv(channels, width), nn.MaxPool2d(2),  # (B, w, S/2, S/2)
+            *conv(width, 2 * width), nn.MaxPool2d(2),  # (B, 2w, S/4, S/4)
+            *conv(2 * width, 4 * width),  # (B, 4w, S/4, S/4)
+            nn.AdaptiveAvgPool2d(7), nn.Flatten(),  # (B, 4w * 49); the identity at 28 px
+            nn.Linear(4 * width * 49, NUM_FEATURES, bias=False), nn.BatchNorm1d(NUM_FEATURES),
+            nn.ReLU(inplace=True),  # (B, F): the features
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(NUM_FEATURES, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, NUM_FEATURES)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass
+class ClassifierResult:
+    classifier: Classifier
+    checkpoint: dict[str, Any]
+    test_accuracy: float
+
+
+def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
+                     on_epoch: Callable[[int, float], None] | None = None) -> ClassifierResult:
+    """Fit the classifier on a prepared train split; ``on_epoch(epoch, test_accuracy)``."""
+    device = select_device("auto")
+    seed_everything(cfg.seed)
+    images, labels = train_data["images"], train_data["labels"]
+    if cfg.batch_size > images.shape[0]:
+        raise GanError(f"classifier.batch_size: got {cfg.batch_size}, must be at most the "
+                       f"{images.shape[0]} training images")
+    image_shape = tuple(images.shape[1:])
+    model = Classifier(image_shape, len(train_data["classes"]), cfg.width).to(device)
+    batches = DeviceBatches(images, labels, cfg.batch_size, cfg.seed, device)
+    steps = cfg.epochs * batches.per_epoch
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # One-cycle: a short warm-up then annealing to ~0 is what lets two epochs reach ~92%.
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps,
+                                                   pct_start=0.15)
+    accuracy = float("nan")
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        for _ in range(batches.per_epoch):
+            x, y = batches.next()
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        model.eval()
+        accuracy = classifier_accuracy(model, test_data["images"], test_data["labels"],
+                                       cfg.batch_size)
+        if on_epoch is not None:
+            on_epoch(epoch, accuracy)
+    model.cpu()
+    checkpoint = {
+        "format": CLASSIFIER_FORMAT,
+        "config": {"classifier": to_dict(cfg), "image_shape": list(image_shape),
+                   "classes": list(train_data["classes"])},
+        "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "test_accuracy": accuracy,
+    }
+    return ClassifierResult(model, checkpoint, accuracy)
+
+
+def save_classifier(checkpoint: dict, path: Path) -> None:
+    save_checkpoint(checkpoint, path)  # atomic, as for the GAN
+
+
+def load_classifier(path: Path) -> tuple[Classifier, dict]:
+    """Rebuild a classifier from its file; returns (classifier in eval mode on CPU, config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanError(f"{path}: classifier not found; run the classifier stage "
+                       f"(dvc repro classifier)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise GanError(f"{path}: not a readable classifier ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT \
+            or "classifier" not in ckpt:
+        raise GanError(f"{path}: not a classifier of this project (format "
+                       f"{CLASSIFIER_FORMAT} expected)")
+    cfg = ckpt["config"]
+    model = Classifier(tuple(cfg["image_shape"]), len(cfg["classes"]),
+                       cfg["classifier"]["width"])
+    model.load_state_dict(ckpt["classifier"])
+    return model.eval(), cfg
+
+
+def check_compatible(classifier_cfg: dict, where: Path, **image_sets: tuple) -> None:
+    """Raise GanError unless every ``name=(image_shape, classes)`` is what the classifier
+    at ``where`` was trained on."""
+    shape, classes = tuple(classifier_cfg["image_shape"]), list(classifier_cfg["classes"])
+    for name, (other_shape, other_classes) in image_sets.items():
+        if (tuple(other_shape), list(other_classes)) != (shape, classes):
+            raise GanError(f"{where}: trained on {shape} images of {len(classes)} classes, "
+                           f"but the {name} are {tuple(other_shape)} of {len(other_classes)} "
+                           f"classes; rerun dvc repro")
+
+
+@torch.no_grad()
+def extract(classifier: nn.Module, images: torch.Tensor,
+            batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, F), logits (N, K)), float64 on the CPU, of CPU images (N, C, S, S)."""
+    device = next(classifier.parameters()).device
+    feats, logits = [], []
+    for chunk in images.split(batch_size):
+        f = classifier.features(chunk.to(device))
+        feats.append(f.double().cpu())
+        logits.append(classifier.head(f).double().cpu())
+    return torch.cat(feats), torch.cat(logits)
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, n: int, latent_dim: int, num_classes: int,
+             conditional: bool, seed: int,
+             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded."""
+    device = next(generator.parameters()).device
+    z = fixed_latent(n, latent_dim, seed)
+    # Balanced requests, so a conditional G's class histogram should be flat.
+    labels = torch.arange(n) % num_classes if conditional else None
+    parts = []
+    for i, chunk in enumerate(z.split(batch_size)):
+        y = None if labels is None else labels[i * batch_size:(i + 1) * batch_size].to(device)
+        parts.append(generator(chunk.to(device), y).float().cpu())
+    return torch.cat(parts), labels
+
+
+class _Given(nn.Identity):
+    """Feature module for torchmetrics when features are extracted once and shared."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        # Without num_features torchmetrics probes the module with a 3x299x299 dummy image.
+        self.num_features = num_features
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Fréchet distance of two feature sets (N, F) and (M, F), in float64."""
+    metric = FrechetInceptionDistance(feature=_Given(real.shape[1]).eval())
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, seed: int,
+        subsets: int = KID_SUBSETS) -> tuple[float, float]:
+    """Unbiased polynomial-kernel KID of feature sets: (mean, std) over random subsets."""
+    # Subsets of a whole set would all be the same set, and their std zero.
+    size = max(2, min(KID_SUBSET_SIZE, real.shape[0] // 2, fake.shape[0] // 2))
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": we know
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(feature=_Given(real.shape[1]).eval(),
+                                         subsets=subsets, subset_size=size)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    # torchmetrics draws its subsets from the global generator: seed it, then restore it.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def inception_score(logits: torch.Tensor) -> float:
+    """exp(E_x[KL(p(y|x) || p(y))]) of class logits (N, K); 1 (none) to K (sharp, balanced)."""
+    # Over the whole set: torchmetrics' InceptionScore averages 10 random splits instead and
+    # returns a NaN std for one split.
+    log_p = logits.double().log_softmax(dim=1)
+    log_marginal = log_p.exp().mean(dim=0).log()
+    return math.exp(float((log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean()))
+
+
+def class_histogram(predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Share of samples per predicted class (K,), summing to 1."""
+    return torch.bincount(predicted, minlength=num_classes).double() / predicted.numel()
+
+
+def class_coverage(predicted: torch.Tensor, num_classes: int) -> float:
+    """Share of classes that receive at least half their fair share (1/K) of the samples."""
+    return float((class_histogram(predicted, num_classes) >= 0.5 / num_classes).double().mean())
+
+
+def class_kl(predicted: torch.Tensor, num_classes: int) -> float:
+    """KL(sample class histogram || uniform) in nats: 0 when balanced, log K when collapsed."""
+    share = class_histogram(predicted, num_classes)
+    return float(torch.special.xlogy(share, share * num_classes).sum())
+
+
+def knn_radii(feats: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1000) -> torch.Tensor:
+    """Distance (N,) from each of ``feats`` (N, F) to its k-th nearest other point."""
+    if feats.shape[0] <= k:
+        raise GanError(f"precision/recall need more than {k} samples, got {feats.shape[0]}")
+    feats = feats.float()
+    # The (k+1)-th smallest distance, the first being the point itself; topk is ~10x faster
+    # than kthvalue on the CPU.
+    return torch.cat([torch.cdist(part, feats).topk(k + 1, dim=1, largest=False).values[:, -1]
+                      for part in feats.split(chunk)])
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBOURS,
+                     real_radii: torch.Tensor | None = None,
+                     chunk: int = 1000) -> tuple[float, float]:
+    """Kynkäänniemi et al. (2019): share of fakes inside the real manifold, and vice versa.
+
+    A set's manifold is the union of balls around its points reaching each point's k-th
+    nearest neighbour in the set. ``real_radii`` (of ``knn_radii(real, k)``) may be reused.
+    """
+    real, fake = real.float(), fake.float()
+    real_radii = knn_radii(real, k, chunk) if real_radii is None else real_radii
+    fake_radii = knn_radii(fake, k, chunk)
+    fake_inside, real_inside = [], torch.zeros(real.shape[0], dtype=torch.bool)
+    # One pass over the fake-real distances serves both directions.
+    for part, radii in zip(fake.split(chunk), fake_radii.split(chunk), strict=True):
+        dist = torch.cdist(part, real)  # (chunk, N_real)
+        fake_inside.append((dist <= real_radii).any(dim=1))
+        real_inside |= (dist <= radii[:, None]).any(dim=0)
+    return float(torch.cat(fake_inside).double().mean()), float(real_inside.double().mean())
+
+
+def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, seed: int,
+            real_radii: torch.Tensor | None = None) -> dict[str, float]:
+    """Every label-free score of fake features (N, F) and logits (N, K) against real
+    features (M, F); ``real_radii`` as for ``precision_recall``."""
+    predicted = fake_logits.argmax(dim=1)
+    classes = fake_logits.shape[1]
+    precision, recall = precision_recall(real, fake, real_radii=real_radii)
+    kid_mean, kid_std = kid(real, fake, seed)
+    return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std,
+            "inception_score": inception_score(fake_logits),
+            "class_coverage": class_coverage(predicted, classes),
+            "class_kl": class_kl(predicted, classes), "precision": precision, "recall": recall}
+
+
+def evaluate(generator: nn.Module, gan_config: dict, classifier: nn.Module, train_data: dict,
+             test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
+    """Scores of ``cfg.n_samples`` generated images against the real test split, and the
+    same scores of as many real training images (the floor, keys ending in ``_real``)."""
+    num_classes = len(test_data["classes"])
+    conditional = bool(gan_config["model"]["conditional"])
+    test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
+    test_radii = knn_radii(test_feats)  # shared by the samples' and the floor's P/R
+
+    images, asked = generate(generator, cfg.n_samples, gan_config["model"]["latent_dim"],
+                             num_classes, conditional, cfg.seed, cfg.batch_size)
+    fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
+    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii)
+
+    pick = torch.randperm(train_data["images"].shape[0],
+                          generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_samples]
+    real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
+    floor = quality(test_feats, real_feats, real_logits, cfg.seed, test_radii)
+    if conditional:
+        scores["label_accuracy"] = label_accuracy(fake_logits, asked)
+        floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
+    return {"n_samples": images.shape[0], **scores,
+            **{f"{name}_real": value for name, value in floor.items()}}
+
+
+def label_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of images (logits (N, K)) the classifier assigns to ``labels`` (N,)."""
+    return float((logits.argmax(dim=1) == labels.to(logits.device)).double().mean())
+
+
+def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        batch_size: int = 500) -> float:
+    """Test accuracy of a classifier in eval mode on CPU images and labels."""
+    _, logits = extract(classifier, images, batch_size)
+    return label_accuracy(logits, labels)
+
+
+def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: int,
+                 latent_dim: int, num_classes: int, conditional: bool, seed: int,
+                 batch_size: int = 500) -> Callable[[nn.Module], float]:
+    """A function generator -> FID of ``n_samples`` fixed-latent samples against
+    ``real_images``, for a cheap curve during training (real features computed once)."""
+    real: list[torch.Tensor] = []
+
+    def score(generator: nn.Module) -> float:
+        classifier.to(next(generator.parameters()).device)
+        if not real:
+            real.append(extract(classifier, real_images, batch_size)[0])
+        # The same latents every time, so the curve moves only with the generator.
+        images, _ = generate(generator, n_samples, latent_dim, num_classes, conditional, seed,
+                             batch_size)
+        return fid(real[0], extract(classifier, images, batch_size)[0])
+
+    return score

@@ -1,0 +1,40 @@
+"""Stage evaluate: FID, KID, IS, class coverage and precision/recall of generated images."""
+
+import time
+from pathlib import Path
+
+from gan import data, metrics, train
+from gan.config import load_section
+from stages import common
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained GAN checkpoint")
+    p.add_argument("--classifier", type=Path, required=True, help="trained classifier")
+    p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
+    p.add_argument("--out", type=Path, required=True, help="JSON of the scores to write")
+    args = p.parse_args()
+    cfg = load_section(common.params(args.params), "evaluate")
+    classifier, classifier_cfg = metrics.load_classifier(args.classifier)
+    generator, gan_cfg = train.load_generator(args.checkpoint)
+    test_data = data.load_prepared(args.data, "test")
+    metrics.check_compatible(
+        classifier_cfg, args.classifier,
+        generated_images=(gan_cfg["image_shape"], gan_cfg["classes"]),
+        test_images=(test_data["images"].shape[1:], test_data["classes"]))
+
+    start = time.perf_counter()
+    scores = metrics.evaluate(generator, gan_cfg, classifier,
+                              data.load_prepared(args.data, "train"), test_data, cfg)
+    common.write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
+    print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
+          f"FID {scores['fid']:.2f} (real {scores['fid_real']:.2f}), precision "
+          f"{scores['precision']:.3f}, recall {scores['recall']:.3f} -> {args.out}")
+    if scores["class_coverage"] < 1.0:
+        print(f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
+              f"than half their fair share of samples; the generator may be mode-collapsing")
+
+
+if __name__ == "__main__":
+    common.run(main)

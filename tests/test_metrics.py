@@ -1,0 +1,265 @@
+"""Metrics that mean something: FID orders noise levels, collapse shows, P/R by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from gan import data, metrics
+from gan.config import ClassifierConfig, EvaluateConfig
+
+from conftest import FASHION_MIRROR, ROOT, run_stage, tiny_split
+
+needs_fashion = pytest.mark.skipif(
+    not FASHION_MIRROR.is_dir(),
+    reason=f"real Fashion-MNIST is not at {FASHION_MIRROR} (Debian's dataset-fashion-mnist)")
+
+
+# --- hand-checkable cases -----------------------------------------------------------------
+
+def points(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64)[:, None]  # (N, 1) features on a line
+
+
+def test_precision_recall_by_hand_k1():
+    # Real radii (nearest other point): 1, 1, 1, 1, 7. Fakes 0.5 and 2.5 lie inside, 20 and
+    # 25 (10 and 15 from the point 10) do not: precision 2/4. Fake radii: 2, 2, 5, 5; every
+    # real point but 10 lies within 2 of 0.5 or 2.5: recall 4/5.
+    real, fake = points(0, 1, 2, 3, 10), points(0.5, 2.5, 20, 25)
+    assert metrics.precision_recall(real, fake, k=1) == (0.5, 0.8)
+
+
+def test_precision_recall_by_hand_default_k3():
+    # Third-nearest radii of 0..4: 3, 2, 2, 2, 3, so the real manifold is [-3, 7]; of the
+    # fakes, 6.5 and -2.9 lie inside it, 7.5 and -3.1 do not. Each fake's radius reaches
+    # the farthest other fake (>= 9.4), covering every real point.
+    real, fake = points(0, 1, 2, 3, 4), points(6.5, 7.5, -2.9, -3.1)
+    assert metrics.precision_recall(real, fake) == (0.5, 1.0)
+
+
+def test_inception_score_of_uniform_and_of_sharp_balanced_predictions():
+    assert metrics.inception_score(torch.zeros(100, 10)) == pytest.approx(1.0, abs=1e-12)
+    sharp = 50.0 * torch.eye(10).repeat(10, 1)  # confident, every class equally often
+    assert metrics.inception_score(sharp) == pytest.approx(10.0, rel=1e-6)
+    one_class = 50.0 * torch.eye(10)[[3] * 100]  # confident but collapsed
+    assert metrics.inception_score(one_class) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_class_coverage_and_kl():
+    balanced = torch.arange(100) % 10
+    assert metrics.class_coverage(balanced, 10) == 1.0
+    assert metrics.class_kl(balanced, 10) == pytest.approx(0.0, abs=1e-12)
+    collapsed = torch.full((100,), 7)
+    assert metrics.class_coverage(collapsed, 10) == pytest.approx(0.1)
+    assert metrics.class_kl(collapsed, 10) == pytest.approx(math.log(10))
+    # Class 9 gets 4 of 100 samples (< half of 10), class 8 gets 5 (exactly half), 0 gets 11.
+    counts = [11, 10, 10, 10, 10, 10, 10, 10, 5, 4]
+    skewed = torch.repeat_interleave(torch.arange(10), torch.tensor(counts))
+    assert metrics.class_coverage(skewed, 10) == pytest.approx(0.9)
+
+
+def test_fid_and_kid_of_identical_and_shifted_gaussians():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 4, generator=gen, dtype=torch.float64)
+    assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means 2 apart along one axis: FID = |mu_a - mu_b|^2 = 4.
+    assert metrics.fid(a, a + torch.tensor([2.0, 0, 0, 0], dtype=torch.float64)) \
+        == pytest.approx(4.0, abs=1e-6)
+    b = torch.randn(2000, 4, generator=gen, dtype=torch.float64)
+    same, shifted = metrics.kid(a, b, 0, subsets=5), metrics.kid(a, b + 1.0, 0, subsets=5)
+    assert abs(same[0]) < 0.01 < shifted[0] and same[1] >= 0
+    assert metrics.kid(a, b + 1.0, 0, subsets=5) == shifted  # seeded subsets
+
+
+# --- the classifier -------------------------------------------------------------------------
+
+def test_classifier_training_is_seeded_and_round_trips(tmp_path):
+    split = tiny_split(n=64)
+    cfg = ClassifierConfig(epochs=2, batch_size=16, lr=1e-3, width=4, seed=3)
+    first = metrics.train_classifier(cfg, split, split)
+    second = metrics.train_classifier(cfg, split, split)
+    for name, value in first.checkpoint["classifier"].items():
+        torch.testing.assert_close(value, second.checkpoint["classifier"][name])
+    metrics.save_classifier(first.checkpoint, tmp_path / "c.pt")
+    loaded, config = metrics.load_classifier(tmp_path / "c.pt")
+    assert config["image_shape"] == [1, 28, 28] and not loaded.training
+    feats, logits = metrics.extract(loaded, split["images"])
+    assert feats.shape == (64, metrics.NUM_FEATURES) and logits.shape == (64, 10)
+    torch.testing.assert_close(logits, metrics.extract(first.classifier.eval(),
+                                                       split["images"])[1])
+
+
+class RealImages(nn.Module):
+    """A stand-in generator: each latent picks one of ``images`` (plus optional noise)."""
+
+    def __init__(self, images: torch.Tensor, noise: float = 0.0):
+        super().__init__()
+        self.register_buffer("images", images)
+        self.noise = noise
+        self.anchor = nn.Parameter(torch.zeros(()))  # so callers can find its device
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        pick = (z[:, 0].abs() * 1e6).long() % self.images.shape[0]
+        out = self.images[pick]
+        if self.noise:
+            out = out + self.noise * z[:, 1:2, None, None]  # (B, 1, 1, 1): a per-image shift
+        return out.clamp(-1, 1)
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    """Real Fashion-MNIST subsets and a classifier trained on 6000 of its images."""
+    if not FASHION_MIRROR.is_dir():
+        pytest.skip(f"real Fashion-MNIST is not at {FASHION_MIRROR}")
+    raw = tmp_path_factory.mktemp("raw")
+    data.download("fashion_mnist", raw / "fashion", str(FASHION_MIRROR))
+    splits = data.load_raw("fashion_mnist", raw / "fashion")
+    classes = list(data.dataset_spec("fashion_mnist").classes)
+
+    def take(split: str, n: int) -> dict:
+        images, labels = splits[split]
+        return {"images": data.to_unit_range(images[:n], 28),
+                "labels": torch.from_numpy(labels[:n]), "classes": classes}
+
+    train, test = take("train", 8000), take("test", 2000)
+    cfg = ClassifierConfig(epochs=2, batch_size=100, lr=3e-3, width=8, seed=0)
+    head = {k: v[:6000] if k != "classes" else v for k, v in train.items()}
+    classifier = metrics.train_classifier(cfg, head, test).classifier.eval()
+    return classifier, train, test
+
+
+def fid_to_test(fashion, images: torch.Tensor) -> float:
+    classifier, _, test = fashion
+    real, _ = metrics.extract(classifier, test["images"])
+    return metrics.fid(real, metrics.extract(classifier, images)[0])
+
+
+@needs_fashion
+def test_classifier_learns_real_fashion(fashion):
+    classifier, _, test = fashion
+    assert metrics.classifier_accuracy(classifier, test["images"], test["labels"]) > 0.75
+
+
+@needs_fashion
+def test_fid_orders_real_light_noise_heavy_noise_and_pure_noise(fashion):
+    _, train, _ = fashion
+    real = train["images"][-2000:]  # not seen by the classifier, as the test split
+    gen = torch.Generator().manual_seed(1)
+
+    def noised(sigma: float) -> torch.Tensor:
+        return (real + sigma * torch.randn(real.shape, generator=gen)).clamp(-1, 1)
+
+    # Noise of std 0.2 (a tenth of the pixel range) is light; 0.5 is heavy.
+    fids = [fid_to_test(fashion, x) for x in
+            (real, noised(0.2), noised(0.5), torch.rand(real.shape, generator=gen) * 2 - 1)]
+    assert 3 * fids[0] < fids[1] and 3 * fids[1] < fids[2] < fids[3], fids
+
+
+@needs_fashion
+def test_single_class_generator_is_caught_and_seeds_agree(fashion):
+    classifier, train, test = fashion
+    cfg = EvaluateConfig(n_samples=1000, seed=0)
+    gan_config = {"model": {"conditional": False, "latent_dim": 4}}
+    bags = train["images"][train["labels"] == 8]  # class 8: "Bag"
+    collapsed = metrics.evaluate(RealImages(bags), gan_config, classifier, train, test, cfg)
+    assert collapsed["class_coverage"] == pytest.approx(0.1)
+    assert collapsed["class_kl"] > 1.5  # log 10 = 2.3 when perfectly collapsed
+    assert collapsed["recall"] < 0.3 < collapsed["recall_real"]
+    assert collapsed["fid"] > 10 * collapsed["fid_real"]
+
+    faithful = RealImages(train["images"], noise=0.2)
+    runs = [metrics.evaluate(faithful, gan_config, classifier, train, test,
+                             EvaluateConfig(n_samples=1000, seed=seed)) for seed in (0, 1)]
+    assert runs[0]["class_coverage"] == 1.0
+    # Seeds move FID by far less than the gap between the floor and a collapsed generator.
+    gap = collapsed["fid"] - runs[0]["fid_real"]
+    assert abs(runs[0]["fid"] - runs[1]["fid"]) < 0.05 * gap
+    assert abs(runs[0]["fid_real"] - runs[1]["fid_real"]) < 0.05 * gap
+    assert abs(runs[0]["recall"] - runs[1]["recall"]) < 0.05
+
+
+def test_conditional_generators_get_label_accuracy():
+    split = tiny_split(n=40)
+    classifier = metrics.train_classifier(
+        ClassifierConfig(epochs=1, batch_size=8, lr=1e-3, width=4, seed=0), split, split
+    ).classifier.eval()
+
+    class AskedFor(nn.Module):  # returns the training image of the class asked for
+        def __init__(self):
+            super().__init__()
+            self.anchor = nn.Parameter(torch.zeros(()))
+
+        def forward(self, z, labels):
+            return split["images"][labels]  # labels 0..9 are images 0..9
+
+    out = metrics.evaluate(AskedFor(), {"model": {"conditional": True, "latent_dim": 2}},
+                           classifier, split, split, EvaluateConfig(n_samples=20, seed=0))
+    predicted = metrics.extract(classifier, split["images"][:10])[1].argmax(1)
+    assert out["label_accuracy"] == pytest.approx(float((predicted == torch.arange(10))
+                                                        .double().mean()))
+    assert 0 <= out["label_accuracy_real"] <= 1 and out["n_samples"] == 20
+
+
+# --- the stages ------------------------------------------------------------------------------
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_evaluate_stage_names_a_missing_classifier(tmp_path):
+    out = tmp_path / "eval.json"
+    proc = run_stage("evaluate", "--params", str(ROOT / "params.yaml"), "--checkpoint",
+                     str(tmp_path / "gan.pt"), "--classifier", str(tmp_path / "nothere.pt"),
+                     "--data", str(tmp_path), "--out", str(out))
+    assert_one_line_error(proc, "nothere.pt", "classifier not found", "dvc repro classifier")
+    assert not out.exists()
+
+
+def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    torch.save(tiny_split(n=64), prepared / "train.pt")
+    torch.save(tiny_split(n=32, seed=1), prepared / "test.pt")
+    params = yaml.safe_load(yaml.safe_dump(params))
+    params["classifier"].update(epochs=1, batch_size=16, width=4)
+    params["model"].update(arch="mlp")
+    params["train"].update(steps=4, log_every=2, eval_every=2, batch_size=16, device="cpu")
+    params["evaluate"].update(train_fid_samples=20, n_samples=20)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    p = ["--params", str(tmp_path / "params.yaml")]
+    train_args = ["--data", str(prepared), "--checkpoint", str(tmp_path / "gan.pt"),
+                  "--log-dir", str(tmp_path / "live"), "--classifier",
+                  str(tmp_path / "clf.pt")]
+
+    proc = run_stage("train", *p, *train_args)  # before the classifier exists
+    assert_one_line_error(proc, "clf.pt", "classifier not found")
+
+    proc = run_stage("classifier", *p, "--data", str(prepared), "--out",
+                     str(tmp_path / "clf.pt"), "--metrics", str(tmp_path / "clf.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert 0 <= yaml.safe_load((tmp_path / "clf.json").read_text())["test_accuracy"] <= 1
+
+    proc = run_stage("train", *p, *train_args)
+    assert proc.returncode == 0, proc.stderr
+    tsv = (tmp_path / "live" / "plots" / "metrics" / "fid.tsv").read_text().splitlines()
+    assert tsv[0].split("\t") == ["step", "fid"] and [r.split("\t")[0] for r in tsv[1:]] \
+        == ["2", "4"]
+    assert all(float(r.split("\t")[1]) >= 0 for r in tsv[1:])
+
+    proc = run_stage("evaluate", *p, "--checkpoint", str(tmp_path / "gan.pt"), "--classifier",
+                     str(tmp_path / "clf.pt"), "--data", str(prepared), "--out",
+                     str(tmp_path / "eval.json"))
+    assert proc.returncode == 0, proc.stderr
+    scores = yaml.safe_load((tmp_path / "eval.json").read_text())
+    assert scores["n_samples"] == 20 and "label_accuracy" not in scores
+    for name in ("fid", "kid", "kid_std", "inception_score", "class_coverage", "class_kl",
+                 "precision", "recall"):
+        assert name in scores and f"{name}_real" in scores
