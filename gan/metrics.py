@@ -157,8 +157,9 @@ def extract(classifier: nn.Module, images: torch.Tensor,
     feats, logits = [], []
     for chunk in images.split(batch_size):
         f = classifier.features(chunk.to(device))
-        feats.append(f.double().cpu())
-        logits.append(classifier.head(f).double().cpu())
+        # To the CPU first: MPS has no float64.
+        feats.append(f.cpu().double())
+        logits.append(classifier.head(f).cpu().double())
     return torch.cat(feats), torch.cat(logits)
 
 
@@ -222,19 +223,16 @@ def inception_score(logits: torch.Tensor) -> float:
     return math.exp(float((log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean()))
 
 
-def class_histogram(predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Share of samples per predicted class (K,), summing to 1."""
-    return torch.bincount(predicted, minlength=num_classes).double() / predicted.numel()
-
-
 def class_coverage(predicted: torch.Tensor, num_classes: int) -> float:
     """Share of classes that receive at least half their fair share (1/K) of the samples."""
-    return float((class_histogram(predicted, num_classes) >= 0.5 / num_classes).double().mean())
+    counts = torch.bincount(predicted, minlength=num_classes)
+    # count >= n / (2K), in integers so that exactly half a share counts
+    return float((counts * 2 * num_classes >= predicted.numel()).double().mean())
 
 
 def class_kl(predicted: torch.Tensor, num_classes: int) -> float:
     """KL(sample class histogram || uniform) in nats: 0 when balanced, log K when collapsed."""
-    share = class_histogram(predicted, num_classes)
+    share = torch.bincount(predicted, minlength=num_classes).double() / predicted.numel()
     return float(torch.special.xlogy(share, share * num_classes).sum())
 
 

@@ -16,8 +16,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="JSON of the scores to write")
     args = p.parse_args()
     cfg = load_section(common.params(args.params), "evaluate")
+    device = train.select_device("auto")
     classifier, classifier_cfg = metrics.load_classifier(args.classifier)
-    generator, gan_cfg = train.load_generator(args.checkpoint)
+    generator, gan_cfg = train.load_generator(args.checkpoint, device)
     test_data = data.load_prepared(args.data, "test")
     metrics.check_compatible(
         classifier_cfg, args.classifier,
@@ -25,7 +26,7 @@ def main() -> None:
         test_images=(test_data["images"].shape[1:], test_data["classes"]))
 
     start = time.perf_counter()
-    scores = metrics.evaluate(generator, gan_cfg, classifier,
+    scores = metrics.evaluate(generator, gan_cfg, classifier.to(device),
                               data.load_prepared(args.data, "train"), test_data, cfg)
     common.write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
     print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
