@@ -19,9 +19,14 @@ from gan.config import ConfigError
 Tensor = torch.Tensor
 
 
-def bce_d(real: Tensor, fake: Tensor) -> Tensor:
-    """-log D(x) - log(1 - D(G(z))): binary cross-entropy with targets 1 (real), 0 (fake)."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+def bce_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """Binary cross-entropy, targets ``real_target`` (real) and 0 (fake).
+
+    With real_target 1 this is -log D(x) - log(1 - D(G(z))); below 1 it is one-sided label
+    smoothing (Salimans et al., 2016).
+    """
+    t = real_target
+    return (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean() + F.softplus(fake).mean()
 
 
 def minimax_g(fake: Tensor) -> Tensor:
@@ -34,9 +39,9 @@ def non_saturating_g(fake: Tensor) -> Tensor:
     return F.softplus(-fake).mean()
 
 
-def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+def lsgan_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
     """0.5 (D(x) - 1)^2 + 0.5 D(G(z))^2 on raw outputs (Mao et al., 2017, a-b-c = 0-1-1)."""
-    return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
+    return 0.5 * ((real - real_target) ** 2).mean() + 0.5 * (fake**2).mean()
 
 
 def lsgan_g(fake: Tensor) -> Tensor:
@@ -44,8 +49,8 @@ def lsgan_g(fake: Tensor) -> Tensor:
     return 0.5 * ((fake - 1.0) ** 2).mean()
 
 
-def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
-    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye, 2017; Miyato et al., 2018)."""
+def hinge_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) (Lim & Ye, 2017); real_target must be 1."""
     return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
 
@@ -56,10 +61,11 @@ def negated_g(fake: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Loss:
-    d: Callable[[Tensor, Tensor], Tensor]
+    d: Callable[..., Tensor]  # (real, fake, real_target=1.0) -> scalar
     g: Callable[[Tensor], Tensor]
     probabilistic: bool  # D's output is a logit, so sigmoid(output) reads as P(real)
     threshold: float  # D calls an image real when its output is above this
+    gradient_penalty: bool = False  # the loop adds gp_weight * gradient_penalty(...)
 
 
 LOSSES: dict[str, Loss] = {

@@ -14,6 +14,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
+    p.add_argument("--resume", type=Path, required=True,
+                   help="resumable state, saved every train.checkpoint_every steps")
     args = p.parse_args()
     params = common.params(args.params)
     seed = load_seed(params)
@@ -22,7 +24,7 @@ def main() -> None:
     train_data = data.load_prepared(args.data, "train")
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
-    # and duplicates entries.
+    # and duplicates entries. A resumed run replays its saved log into the fresh folder.
     with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False) as live:
         def log(step: int, record: dict[str, float]) -> None:
             live.step = step
@@ -30,9 +32,11 @@ def main() -> None:
                 live.log_metric(name, value)
             live.make_summary()
 
-        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log)
+        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
+                             resume_path=args.resume)
     train.save_checkpoint(result.checkpoint, args.checkpoint)
-    last = result.history[-1]
+    args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
+    last = [h for h in result.history if "d_loss" in h][-1]
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
           f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint}")
 

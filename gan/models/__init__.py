@@ -43,8 +43,17 @@ def build(cfg: ModelConfig, image_shape: tuple[int, int, int],
     return generator, discriminator
 
 
+def validate(cfg: ModelConfig, train_cfg, image_shape: tuple[int, int, int]) -> None:
+    """Refuse, with one line saying why, combinations of params that make no sense."""
+    if cfg.arch not in ARCHS:
+        raise ConfigError(f"model.arch: got {cfg.arch!r}, allowed: {', '.join(ARCHS)}")
+    if train_cfg.label_smoothing and train_cfg.loss not in ("minimax", "non_saturating"):
+        raise ConfigError(f"train.label_smoothing: got {train_cfg.label_smoothing}, but it "
+                          f"applies to the cross-entropy losses only (minimax, non_saturating)")
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["ARCHS", "build", "count_parameters", "init_weights"]
+__all__ = ["ARCHS", "build", "count_parameters", "init_weights", "validate"]
