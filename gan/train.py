@@ -66,14 +66,6 @@ def set_deterministic(on: bool) -> None:
     torch.use_deterministic_algorithms(on)
 
 
-def draw_latent(n: int, latent_dim: int, noise: str, generator: torch.Generator,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """(n, latent_dim) noise: N(0, 1) for ``normal``, U(-1, 1) for ``uniform``."""
-    if noise == "uniform":
-        return torch.rand(n, latent_dim, device=device, generator=generator) * 2 - 1
-    return torch.randn(n, latent_dim, device=device, generator=generator)
-
-
 def make_optimizer(name: str, params, lr: float, betas: tuple[float, float]):
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas)
@@ -176,7 +168,7 @@ def train(
     seed_everything(seed)
     image_shape = tuple(data["images"].shape[1:])
     num_classes = len(data["classes"])
-    models.validate(model_cfg, train_cfg, image_shape)
+    models.validate(model_cfg, train_cfg)
     generator, discriminator = models.build(model_cfg, image_shape, num_classes)
     generator.to(device).train()
     discriminator.to(device).train()
@@ -203,7 +195,7 @@ def train(
 
     def noise() -> tuple[torch.Tensor, torch.Tensor | None]:
         """A latent batch and, for conditional models, the classes asked of G."""
-        z = draw_latent(batch, model_cfg.latent_dim, model_cfg.noise, noise_gen, device)
+        z = models.latent_noise(model_cfg.noise, batch, model_cfg.latent_dim, device, noise_gen)
         if not model_cfg.conditional:
             return z, None
         return z, torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
@@ -290,7 +282,7 @@ def train(
                 if loss.gradient_penalty:
                     # (||grad D(x_hat)||_2 - 1)^2 at random interpolates (Gulrajani et al.)
                     d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
-                        discriminator, real, fake, real_labels, fake_labels)
+                        discriminator, real, fake, real_labels)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 clip(discriminator)
