@@ -140,7 +140,7 @@ def test_linear_lr_decay_reaches_zero():
         assert result.checkpoint[opt]["param_groups"][0]["lr"] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("clip", [None, 1e-8])
+@pytest.mark.parametrize("clip", [None, 1e-7])
 def test_gradient_clipping_bounds_each_update(clip):
     # Plain SGD (momentum 0) at lr 1 moves each weight by exactly its clipped gradient.
     cfg = train_cfg(optimizer="sgd", lr=1.0, betas=(0.0, 0.999), steps=1, grad_clip=clip)
@@ -152,9 +152,9 @@ def test_gradient_clipping_bounds_each_update(clip):
                 for k, v in g0.state_dict().items()
                 if v.is_floating_point() and "running" not in k)
     if clip is None:
-        assert moved > 1e-7  # ten times the clip below: clipping has work to do
+        assert moved > 3e-7  # well above the clip below: clipping has work to do
     else:
-        assert 0 < moved <= clip * (1 + 1e-5)
+        assert 0 < moved <= clip * 1.1  # float32 rounding of weights near 0.02
 
 
 def test_uniform_noise_changes_the_run():
