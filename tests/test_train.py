@@ -150,11 +150,11 @@ def test_gradient_clipping_bounds_each_update(clip):
     result = train.train(MODEL, cfg, 0, tiny_split(), progress=False)
     moved = max((result.checkpoint["generator"][k] - v).abs().max().item()
                 for k, v in g0.state_dict().items()
-                if v.is_floating_point() and "running" not in k)
+                if v.ndim > 1)  # conv weights (~0.02): float32 rounds them at ~2e-9
     if clip is None:
         assert moved > 3e-7  # well above the clip below: clipping has work to do
     else:
-        assert 0 < moved <= clip * 1.1  # float32 rounding of weights near 0.02
+        assert 0 < moved <= clip * 1.05
 
 
 def test_uniform_noise_changes_the_run():
