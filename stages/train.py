@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import data, train
+from gan import data, sample, train
 from gan.config import load_section, load_seed
 from stages import common
 
@@ -14,12 +14,19 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
+    p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     args = p.parse_args()
     params = common.params(args.params)
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
     train_data = data.load_prepared(args.data, "train")
+    every = train_cfg.snapshot_every if args.evolution else 0
+    if every:
+        snapshots = sample.evolution_hook(args.evolution, seed, model_cfg,
+                                          len(train_data["classes"]))
+    elif args.evolution:
+        args.evolution.mkdir(parents=True, exist_ok=True)  # DVC wants the output, even empty
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
     # and duplicates entries.
@@ -30,7 +37,8 @@ def main() -> None:
                 live.log_metric(name, value)
             live.make_summary()
 
-        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log)
+        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
+                             periodic=((every, snapshots),) if every else ())
     train.save_checkpoint(result.checkpoint, args.checkpoint)
     last = result.history[-1]
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
