@@ -47,7 +47,7 @@ def loss_curves(log: pd.DataFrame, smoothing: int = 1, dpi: int = 100) -> plt.Fi
     bottom.set_ylabel("D accuracy")
     bottom.set_xlabel("generator step")
     for ax in (top, middle, bottom):
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
         ax.grid(alpha=0.3)
     title = "Training curves" + (f" (moving average of {smoothing} logs)" if smoothing > 1 else "")
     fig.suptitle(title)

@@ -106,8 +106,7 @@ def test_exp_show_holds_both_runs(repo):
 def test_plots_diff_writes_both_revisions_curves(repo):
     sh(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_out")
     html = (repo / "plots_out" / "index.html").read_text()
-    head = sh(repo, "git", "rev-parse", "--short", "HEAD").strip()
-    assert "workspace" in html and head[:7] in html
+    assert "workspace" in html and "HEAD" in html  # dvc labels a revision as it was named
     for name in ("d_loss", "g_loss", "d_real", "d_fake"):
         assert name in html
     assert "samples.png" in html  # the image plot of each revision
