@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
+from gan import models
 from gan.config import GanError, ModelConfig, SampleConfig
 
 # Grids of the training snapshots: the train stage reads no sample.* params, so its fixed
@@ -22,26 +23,9 @@ EVOLUTION_N = 64
 FAKE_COLOUR, REAL_COLOUR = (220, 40, 40), (40, 160, 60)
 
 
-def _normal(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randn(n, dim, generator=gen)
-
-
-def _uniform(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, dim, generator=gen) * 2 - 1
-
-
-# model.noise -> how a latent batch is drawn, as the training loop draws it.
-NOISES: dict[str, Callable[[int, int, torch.Generator], torch.Tensor]] = {
-    "normal": _normal,
-    "uniform": _uniform,
-}
-
-
 def fixed_latent(n: int, latent_dim: int, seed: int, noise: str = "normal") -> torch.Tensor:
-    """(n, latent_dim) noise drawn on the CPU, so every device sees the same batch."""
-    if noise not in NOISES:
-        raise GanError(f"model.noise: got {noise!r}, allowed: {', '.join(NOISES)}")
-    return NOISES[noise](n, latent_dim, torch.Generator().manual_seed(seed))
+    """(n, latent_dim) noise of ``model.noise`` drawn on the CPU, the same on every device."""
+    return models.latent_noise(noise, n, latent_dim, None, torch.Generator().manual_seed(seed))
 
 
 def grid_labels(n: int, num_classes: int, conditional: bool) -> torch.Tensor | None:
@@ -247,16 +231,22 @@ def evolution_hook(folder: Path, seed: int, model_cfg: ModelConfig,
                    num_classes: int) -> Callable[[int, nn.Module], None]:
     """A training hook writing the grid of one fixed latent batch to ``folder/step_NNNNNN.png``.
 
-    Clears the folder's old snapshots, so a longer earlier run leaks no frames into the GIF.
+    Its first call removes the folder's snapshots from that step on: they belong to another
+    run, while earlier ones are this run's own from before a resume.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("step_*.png"):
-        stale.unlink()
     z = fixed_latent(EVOLUTION_N, model_cfg.latent_dim, seed, model_cfg.noise)
     labels = grid_labels(EVOLUTION_N, num_classes, model_cfg.conditional)
+    first = True
 
     def hook(step: int, generator: nn.Module) -> None:
+        nonlocal first
+        if first:
+            for stale in folder.glob("step_*.png"):
+                if not stale.stem[5:].isdigit() or int(stale.stem[5:]) >= step:
+                    stale.unlink()
+            first = False
         save_png(to_grid_image(generate(generator, z, labels)), folder / f"step_{step:06d}.png")
 
     return hook

@@ -14,6 +14,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
+    p.add_argument("--resume", type=Path, required=True,
+                   help="resumable state, saved every train.checkpoint_every steps")
     p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     args = p.parse_args()
     params = common.params(args.params)
@@ -29,7 +31,7 @@ def main() -> None:
         args.evolution.mkdir(parents=True, exist_ok=True)  # DVC wants the output, even empty
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
-    # and duplicates entries.
+    # and duplicates entries. A resumed run replays its saved log into the fresh folder.
     with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False) as live:
         def log(step: int, record: dict[str, float]) -> None:
             live.step = step
@@ -38,9 +40,11 @@ def main() -> None:
             live.make_summary()
 
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
-                             periodic=((every, snapshots),) if every else ())
+                             periodic=((every, snapshots),) if every else (),
+                             resume_path=args.resume)
     train.save_checkpoint(result.checkpoint, args.checkpoint)
-    last = result.history[-1]
+    args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
+    last = [h for h in result.history if "d_loss" in h][-1]
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
           f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint}")
 

@@ -163,7 +163,8 @@ def test_unconditional_pictures_pass_no_labels():
 def test_evolution_snapshots_share_one_latent_batch_and_make_a_gif(tmp_path):
     folder = tmp_path / "evolution"
     folder.mkdir()
-    (folder / "step_009999.png").write_bytes(b"stale")
+    (folder / "step_000002.png").write_bytes(b"kept: before the first snapshot (a resume)")
+    (folder / "step_009999.png").write_bytes(b"stale: from another run")
     generator = FakeG()
     hook = sample.evolution_hook(folder, 0, ModelConfig(arch="mlp", latent_dim=8, g_channels=4,
                                                         d_channels=4), 10)
@@ -171,7 +172,9 @@ def test_evolution_snapshots_share_one_latent_batch_and_make_a_gif(tmp_path):
         generator.weight.data.fill_(step / 20)  # "training" changes G between snapshots
         hook(step, generator)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["step_000005.png", "step_000010.png", "step_000012.png"]
+    assert names == ["step_000002.png", "step_000005.png", "step_000010.png",
+                     "step_000012.png"]
+    names = names[1:]
     assert all(torch.equal(generator.calls[0][0], z) for z, _ in generator.calls)
     frames = [Image.open(folder / name) for name in names]
     sample.save_gif(frames, tmp_path / "evolution.gif", frame_ms=50)

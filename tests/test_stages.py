@@ -47,7 +47,7 @@ def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section,
             "prepare": ["--raw", str(tmp_path), "--out", str(out), "--metrics",
                         str(tmp_path / "m.json")],
             "train": ["--data", str(tmp_path), "--checkpoint", str(out), "--log-dir",
-                      str(tmp_path / "log")],
+                      str(tmp_path / "log"), "--resume", str(tmp_path / "resume.pt")],
             "sample": ["--checkpoint", str(tmp_path / "c.pt"), "--data", str(tmp_path),
                        "--evolution", str(tmp_path), "--out", str(out), "--pictures",
                        str(out)],
@@ -89,7 +89,8 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     ckpt, log_dir = tmp_path / "gan.pt", tmp_path / "live"
     evolution = tmp_path / "evolution"
     proc = run_stage("train", *p, "--data", str(prepared), "--checkpoint", str(ckpt),
-                     "--log-dir", str(log_dir), "--evolution", str(evolution))
+                     "--log-dir", str(log_dir), "--resume", str(tmp_path / "resume.pt"),
+                     "--evolution", str(evolution))
     assert proc.returncode == 0, proc.stderr
     tsv = (log_dir / "plots" / "metrics" / "d_loss.tsv").read_text().splitlines()
     assert tsv[0].split("\t") == ["step", "d_loss"] and [r.split("\t")[0] for r in tsv[1:]] \
