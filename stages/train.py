@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import data, train
+from gan import data, sample, train
 from gan.config import load_section, load_seed
 from stages import common
 
@@ -16,12 +16,19 @@ def main() -> None:
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
     p.add_argument("--resume", type=Path, required=True,
                    help="resumable state, saved every train.checkpoint_every steps")
+    p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     args = p.parse_args()
     params = common.params(args.params)
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
     train_data = data.load_prepared(args.data, "train")
+    every = train_cfg.snapshot_every if args.evolution else 0
+    if every:
+        snapshots = sample.evolution_hook(args.evolution, seed, model_cfg,
+                                          len(train_data["classes"]))
+    elif args.evolution:
+        args.evolution.mkdir(parents=True, exist_ok=True)  # DVC wants the output, even empty
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
     # and duplicates entries. A resumed run replays its saved log into the fresh folder.
@@ -33,6 +40,7 @@ def main() -> None:
             live.make_summary()
 
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
+                             periodic=((every, snapshots),) if every else (),
                              resume_path=args.resume)
     train.save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it

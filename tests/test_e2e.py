@@ -69,6 +69,8 @@ def test_repro_then_experiment_reruns_only_what_changed(repo):
     assert all(ran(first, s) for s in STAGES), first
     assert (repo / "outputs" / "samples.png").is_file()
     assert (repo / "outputs" / "loss_curves.png").is_file()
+    assert (repo / "outputs" / "evolution" / "step_000006.png").is_file()  # the last step
+    assert (repo / "outputs" / "pictures" / "evolution.gif").is_file()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
 
@@ -111,6 +113,9 @@ def test_plots_diff_writes_both_revisions_curves(repo):
         assert (repo / "plots_out" / "static" / f"{rev}_outputs_samples.png").is_file()
     for name in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake"):
         assert f'"{name}": ' in html
+    for picture in ("interpolation.png", "real_vs_fake_key.png", "arithmetic.png",
+                    "evolution.gif", "step_000006.png"):
+        assert picture in html
 
 
 def test_forced_repro_reproduces_every_output_bit_for_bit(repo):
