@@ -38,6 +38,7 @@ D_NORMS = ("batch", "layer", "none")
 LR_DECAYS = ("constant", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INTERPOLATIONS = ("auto", "linear", "spherical")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,13 @@ class TrainConfig:
 class SampleConfig:
     n: int = _opt(min=1, max=1024)
     seed: int = _opt(min=0)
+    interpolation: str = _opt("auto", choices=INTERPOLATIONS)
+    interpolation_rows: int = _opt(6, min=1, max=64)
+    interpolation_steps: int = _opt(10, min=2, max=64)
+    arithmetic_seed: int = _opt(7, min=0)
+    real_vs_fake: int = _opt(32, min=1, max=512)
+    per_class: int = _opt(8, min=1, max=64)
+    gif_frame_ms: int = _opt(400, min=20, max=10000)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,7 @@
-"""Datasets: registry, download from a local mirror or the internet, checksums, prepare."""
+"""Datasets: registry, download from a local mirror or the internet, checksums, prepare.
+
+``image_folder`` (the user's own images, ``data.path``) is handled by gan.image_folder.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan.config import GanError
+from gan import image_folder
+from gan.config import ConfigError, GanError
 
 SPLITS = ("train", "test")
+IMAGE_FOLDER = "image_folder"
 MIRROR_ENV = "GAN_DATA_MIRROR"
 
 
@@ -92,7 +97,7 @@ def dataset_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise GanError(f"data.dataset: unknown dataset {name!r}, allowed: "
-                       f"{', '.join(DATASETS)}") from None
+                       f"{', '.join([*DATASETS, IMAGE_FOLDER])}") from None
 
 
 def _read_candidate(folder: Path, raw: RawFile) -> tuple[bytes, str | None, Path] | None:
@@ -157,12 +162,16 @@ def _download_torchvision(dataset: str, workdir: Path) -> Path:
     return workdir / dataset_spec(dataset).torchvision_class / "raw"
 
 
-def download(dataset: str, out_dir: Path, mirror: str | None = None) -> dict[str, str]:
+def download(dataset: str, out_dir: Path, mirror: str | None = None,
+             path: str | None = None) -> dict[str, str]:
     """Write the verified, decompressed raw files of ``dataset`` to ``out_dir``.
 
     All files are verified before ``out_dir`` is replaced, so a failure leaves no output.
+    ``path`` is image_folder's folder (data.path); ``mirror`` serves the IDX datasets.
     Returns {file name: where it came from}.
     """
+    if dataset == IMAGE_FOLDER:
+        return image_folder.download(path, out_dir)
     spec = dataset_spec(dataset)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -239,27 +248,37 @@ def to_unit_range(images: np.ndarray, image_size: int) -> torch.Tensor:
     return x.contiguous()
 
 
-def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int) -> dict:
-    """Write ``{split}.pt`` ({images, labels, classes}) to ``out_dir``; return data metrics."""
-    spec = dataset_spec(dataset)
-    splits = load_raw(dataset, raw_dir)
+def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int,
+            channels: int | None = None) -> dict:
+    """Write ``{split}.pt`` ({images, labels, classes}) to ``out_dir``; return data metrics.
+
+    ``channels`` (data.channels) is image_folder's: 1 or 3, or None for the files' majority.
+    """
+    if dataset == IMAGE_FOLDER:
+        splits, classes, _ = image_folder.load(raw_dir, image_size, channels)
+    else:
+        if channels is not None:
+            raise ConfigError(f"data.channels: got {channels}, but {dataset} is grayscale; "
+                              f"set null (it applies to image_folder only)")
+        classes = list(dataset_spec(dataset).classes)
+        splits = load_raw(dataset, raw_dir)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(spec.classes)}
+    metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(classes)}
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".prepare-") as tmp:
         staged = Path(tmp) / "staged"
         staged.mkdir()
         for split, (images, labels) in splits.items():
             x = to_unit_range(images, image_size)
             torch.save({"images": x, "labels": torch.from_numpy(labels),
-                        "classes": list(spec.classes)}, staged / f"{split}.pt")
+                        "classes": list(classes)}, staged / f"{split}.pt")
             metrics[split] = {
                 "count": int(x.shape[0]),
                 "channels": int(x.shape[1]),
                 "min": round(float(x.min()), 6),
                 "max": round(float(x.max()), 6),
                 "mean": round(float(x.mean()), 6),
-                "per_class": np.bincount(labels, minlength=len(spec.classes)).tolist(),
+                "per_class": np.bincount(labels, minlength=len(classes)).tolist(),
             }
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -20,9 +20,10 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan.config import ClassifierConfig, EvaluateConfig, GanError, to_dict
+from gan.config import ClassifierConfig, EvaluateConfig, GanError, ModelConfig, to_dict
 from gan.data import DeviceBatches
-from gan.sample import fixed_latent
+from gan.sample import fixed_latent, grid_labels
+from gan.sample import generate as sample_generate
 from gan.train import save_checkpoint, seed_everything, select_device
 
 CLASSIFIER_FORMAT = 1
@@ -163,20 +164,14 @@ def extract(classifier: nn.Module, images: torch.Tensor,
     return torch.cat(feats), torch.cat(logits)
 
 
-@torch.no_grad()
-def generate(generator: nn.Module, n: int, latent_dim: int, num_classes: int,
-             conditional: bool, seed: int,
+def generate(generator: nn.Module, n: int, model: dict, num_classes: int, seed: int,
              batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded."""
-    device = next(generator.parameters()).device
-    z = fixed_latent(n, latent_dim, seed)
+    """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded;
+    ``model`` is the checkpoint's model config."""
+    z = fixed_latent(n, model["latent_dim"], seed, model.get("noise", "normal"))
     # Balanced requests, so a conditional G's class histogram should be flat.
-    labels = torch.arange(n) % num_classes if conditional else None
-    parts = []
-    for i, chunk in enumerate(z.split(batch_size)):
-        y = None if labels is None else labels[i * batch_size:(i + 1) * batch_size].to(device)
-        parts.append(generator(chunk.to(device), y).float().cpu())
-    return torch.cat(parts), labels
+    labels = grid_labels(n, num_classes, bool(model["conditional"]))
+    return sample_generate(generator, z, labels, batch_size), labels
 
 
 class _Given(nn.Identity):
@@ -286,12 +281,11 @@ def evaluate(generator: nn.Module, gan_config: dict, classifier: nn.Module, trai
     """Scores of ``cfg.n_samples`` generated images against the real test split, and the
     same scores of as many real training images (the floor, keys ending in ``_real``)."""
     num_classes = len(test_data["classes"])
-    conditional = bool(gan_config["model"]["conditional"])
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
     test_radii = knn_radii(test_feats)  # shared by the samples' and the floor's P/R
 
-    images, asked = generate(generator, cfg.n_samples, gan_config["model"]["latent_dim"],
-                             num_classes, conditional, cfg.seed, cfg.batch_size)
+    images, asked = generate(generator, cfg.n_samples, gan_config["model"], num_classes,
+                             cfg.seed, cfg.batch_size)
     fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
     scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii)
 
@@ -299,7 +293,7 @@ def evaluate(generator: nn.Module, gan_config: dict, classifier: nn.Module, trai
                           generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_samples]
     real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
     floor = quality(test_feats, real_feats, real_logits, cfg.seed, test_radii)
-    if conditional:
+    if asked is not None:
         scores["label_accuracy"] = label_accuracy(fake_logits, asked)
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
     return {"n_samples": images.shape[0], **scores,
@@ -319,7 +313,7 @@ def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: tor
 
 
 def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: int,
-                 latent_dim: int, num_classes: int, conditional: bool, seed: int,
+                 model_cfg: ModelConfig, num_classes: int, seed: int,
                  batch_size: int = 500) -> Callable[[nn.Module], float]:
     """A function generator -> FID of ``n_samples`` fixed-latent samples against
     ``real_images``, for a cheap curve during training (real features computed once)."""
@@ -330,7 +324,7 @@ def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: in
         if not real:
             real.append(extract(classifier, real_images, batch_size)[0])
         # The same latents every time, so the curve moves only with the generator.
-        images, _ = generate(generator, n_samples, latent_dim, num_classes, conditional, seed,
+        images, _ = generate(generator, n_samples, to_dict(model_cfg), num_classes, seed,
                              batch_size)
         return fid(real[0], extract(classifier, images, batch_size)[0])
 

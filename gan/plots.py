@@ -1,4 +1,4 @@
-"""Matplotlib figures of training logs."""
+"""Matplotlib figures: training curves and the latent-arithmetic equation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from gan.config import GanError  # noqa: E402
 
@@ -28,22 +29,48 @@ def read_dvclive_metrics(plots_dir: Path, names: tuple[str, ...]) -> pd.DataFram
 
 
 def loss_curves(log: pd.DataFrame, smoothing: int = 1, dpi: int = 100) -> plt.Figure:
-    """Two panels against step: D and G losses; mean D output on real and generated images."""
+    """Three panels against step: D and G losses; mean D outputs; D accuracy on real and fake."""
     smooth = log.rolling(smoothing, min_periods=1).mean() if smoothing > 1 else log
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, dpi=dpi)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 8), sharex=True, dpi=dpi)
     top.plot(smooth.index, smooth["d_loss"], label="D loss", color="tab:blue")
     top.plot(smooth.index, smooth["g_loss"], label="G loss", color="tab:orange")
     top.set_ylabel("loss")
-    top.legend(loc="upper right")
-    top.grid(alpha=0.3)
-    bottom.plot(smooth.index, smooth["d_real"], label="D(x), real", color="tab:green")
-    bottom.plot(smooth.index, smooth["d_fake"], label="D(G(z)), generated", color="tab:red")
+    middle.plot(smooth.index, smooth["d_real"], label="D(x), real", color="tab:green")
+    middle.plot(smooth.index, smooth["d_fake"], label="D(G(z)), generated", color="tab:red")
+    middle.set_ylabel("mean D output")
+    bottom.plot(smooth.index, smooth["d_acc_real"], label="real called real", color="tab:green")
+    bottom.plot(smooth.index, smooth["d_acc_fake"], label="generated called generated",
+                color="tab:red")
+    # 0.5 is a coin toss: where both curves sit near it, D can no longer tell them apart.
+    bottom.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_ylabel("D accuracy")
     bottom.set_xlabel("generator step")
-    bottom.set_ylabel("mean D output")
-    bottom.legend(loc="upper right")
-    bottom.grid(alpha=0.3)
+    for ax in (top, middle, bottom):
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
     title = "Training curves" + (f" (moving average of {smoothing} logs)" if smoothing > 1 else "")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def arithmetic_figure(images: torch.Tensor, dpi: int = 100) -> plt.Figure:
+    """The images (4, C, H, W) in [-1, 1] of a, b, c and a - b + c, as one labelled equation."""
+    fig, axes = plt.subplots(1, 7, figsize=(8, 1.9), dpi=dpi,
+                             gridspec_kw={"width_ratios": [4, 1, 4, 1, 4, 1, 4]})
+    pictures = iter(zip(images, ("a", "b", "c", "a − b + c"), strict=True))
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i % 2:
+            ax.text(0.5, 0.5, "−+="[i // 2], fontsize=22, ha="center", va="center")
+            continue
+        image, label = next(pictures)
+        pixels = image.clamp(-1, 1).add(1).div(2).permute(1, 2, 0).numpy()  # (H, W, C)
+        ax.imshow(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray",
+                  vmin=0, vmax=1)
+        ax.set_title(label)
+    fig.suptitle("Latent arithmetic: G(a − b + c)")
     fig.tight_layout()
     return fig
 

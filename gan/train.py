@@ -1,11 +1,15 @@
-"""The training loop: D step(s), G step, device-side logging, checkpoints."""
+"""The training loop: D step(s), G step, EMA, device-side logging, exact resume."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
+import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from gan import losses, models
@@ -24,7 +29,14 @@ CHECKPOINT_FORMAT = 1
 # d_real, d_fake: mean D output (a probability for the logit losses); d_acc_*: share of
 # real / generated images that D classifies correctly.
 LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
-Hook = Callable[[int, nn.Module], None]
+# Keys that may change between an interrupted run and its resumption: none alters the result.
+RESUME_FREE_KEYS = ("checkpoint_every", "device")
+# A periodic hook sees (step, generator) and may return metrics to log at that step.
+Hook = Callable[[int, nn.Module], "dict[str, float] | None"]
+
+
+class Interrupted(GanError):
+    """Training stopped on SIGINT/SIGTERM after saving a resumable checkpoint."""
 
 
 def select_device(name: str) -> torch.device:
@@ -45,6 +57,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_deterministic(on: bool) -> None:
+    """Ask CUDA for deterministic kernels (cuBLAS needs its workspace fixed first)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = not on
+    torch.backends.cudnn.deterministic = on
+    torch.use_deterministic_algorithms(on)
+
+
 def make_optimizer(name: str, params, lr: float, betas: tuple[float, float]):
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas)
@@ -55,12 +76,72 @@ def make_optimizer(name: str, params, lr: float, betas: tuple[float, float]):
     raise GanError(f"train.optimizer: got {name!r}, allowed: adam, rmsprop, sgd")
 
 
+def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                images: torch.Tensor) -> str:
+    """SHA-256 of what determines a run's result: seed, model and train params, the data."""
+    train_dict = {k: v for k, v in to_dict(train_cfg).items() if k not in RESUME_FREE_KEYS}
+    digest = hashlib.sha256(json.dumps([seed, to_dict(model_cfg), train_dict],
+                                       sort_keys=True).encode())
+    digest.update(images.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class TrainResult:
-    generator: nn.Module
+    generator: nn.Module  # the EMA generator when train.ema_decay is set
     discriminator: nn.Module
     checkpoint: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+@contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a flag the loop reads at the end of a step.
+
+    Stopping between steps, never inside one, is what lets a resumed run match an
+    uninterrupted one bit for bit.
+    """
+    received: list[int] = []
+    previous = {}
+
+    def handler(signum, _frame):
+        received.append(signum)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _rng_state(noise_gen: torch.Generator) -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "noise": noise_gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], noise_gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    noise_gen.set_state(state["noise"])
+
+
+def _all_finite(*modules: nn.Module) -> bool:
+    flags = [torch.isfinite(p).all() for m in modules for p in m.parameters()]
+    return bool(torch.stack(flags).all())  # one sync for all tensors
 
 
 def train(
@@ -70,33 +151,51 @@ def train(
     data: dict,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     periodic: tuple[tuple[int, Hook], ...] = (),
+    resume_path: Path | None = None,
     progress: bool = True,
+    say: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train a GAN on ``data`` (a prepared split) and return the networks and a checkpoint.
 
     ``on_log(step, record)`` receives the means of LOG_KEYS every ``log_every`` steps;
     each ``(every, hook)`` of ``periodic`` is called as ``hook(step, generator)`` every
-    ``every`` steps, with the generator in eval mode.
+    ``every`` steps with the (EMA) generator in eval mode, under a forked RNG so that it
+    cannot change training. With ``resume_path``, state is saved there every
+    ``checkpoint_every`` steps and on SIGINT/SIGTERM, and a matching file resumes the run.
     """
     device = select_device(train_cfg.device)
+    set_deterministic(train_cfg.deterministic)
     seed_everything(seed)
     image_shape = tuple(data["images"].shape[1:])
     num_classes = len(data["classes"])
+    models.validate(model_cfg, train_cfg)
     generator, discriminator = models.build(model_cfg, image_shape, num_classes)
     generator.to(device).train()
     discriminator.to(device).train()
+    ema = None
+    if train_cfg.ema_decay is not None:
+        ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay),
+                            use_buffers=True)
     loss = losses.get(train_cfg.loss)
+    real_target = 1.0 - train_cfg.label_smoothing
     opt_g = make_optimizer(train_cfg.optimizer, generator.parameters(), train_cfg.lr,
                            train_cfg.betas)
     opt_d = make_optimizer(train_cfg.optimizer, discriminator.parameters(),
                            train_cfg.lr_d or train_cfg.lr, train_cfg.betas)
+    steps = train_cfg.steps
+
+    def decay(done: int) -> float:  # lr multiplier after ``done`` G steps
+        return 1.0 - done / steps if train_cfg.lr_decay == "linear" else 1.0
+
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
     batches = DeviceBatches(data["images"], data["labels"], train_cfg.batch_size, seed, device)
     noise_gen = torch.Generator(device=device).manual_seed(seed)
-    batch, latent = train_cfg.batch_size, model_cfg.latent_dim
+    batch = train_cfg.batch_size
+    print_fingerprint = fingerprint(seed, model_cfg, train_cfg, data["images"])
 
     def noise() -> tuple[torch.Tensor, torch.Tensor | None]:
         """A latent batch and, for conditional models, the classes asked of G."""
-        z = torch.randn(batch, latent, device=device, generator=noise_gen)
+        z = models.latent_noise(model_cfg.noise, batch, model_cfg.latent_dim, device, noise_gen)
         if not model_cfg.conditional:
             return z, None
         return z, torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
@@ -105,79 +204,187 @@ def train(
         # D(x) as a probability where D outputs logits, else the raw score.
         return torch.sigmoid(scores).mean() if loss.probabilistic else scores.mean()
 
+    def clip(module: nn.Module) -> None:
+        if train_cfg.grad_clip is not None:
+            nn.utils.clip_grad_value_(module.parameters(), train_cfg.grad_clip)
+
     # Sums of LOG_KEYS since the last log, kept on the device: reading a loss every step
     # would force a host-device sync per step.
     sums = torch.zeros(len(LOG_KEYS), device=device)
     counted = 0
     history: list[dict[str, float]] = []
-    bar = tqdm(range(1, train_cfg.steps + 1), desc="train", unit="step",
-               disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
-        for _ in range(train_cfg.d_steps):
-            real, real_labels = batches.next()
-            real_labels = real_labels if model_cfg.conditional else None
+
+    def state(step: int) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": print_fingerprint,
+            "config": {"seed": seed, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
+                       "image_shape": list(image_shape), "classes": list(data["classes"])},
+            "step": step,
+            "generator": _cpu_state(generator),
+            "generator_ema": _cpu_state(ema.module) if ema is not None else None,
+            "ema_averaged": int(ema.n_averaged) if ema is not None else 0,
+            "discriminator": _cpu_state(discriminator),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "schedulers": [s.state_dict() for s in schedulers],
+            "batches_drawn": batches.drawn,
+            "rng": _rng_state(noise_gen),
+            "log_sums": sums.cpu().clone(),
+            "log_counted": counted,
+            "history": list(history),
+        }
+
+    start = 0
+    if resume_path is not None and Path(resume_path).is_file():
+        saved = _load_resume(Path(resume_path), print_fingerprint, say)
+        if saved is not None:
+            generator.load_state_dict(saved["generator"])
+            discriminator.load_state_dict(saved["discriminator"])
+            if ema is not None:
+                ema.module.load_state_dict(saved["generator_ema"])
+                ema.n_averaged.fill_(saved["ema_averaged"])
+            opt_g.load_state_dict(saved["opt_g"])
+            opt_d.load_state_dict(saved["opt_d"])
+            for sched, sched_state in zip(schedulers, saved["schedulers"], strict=True):
+                sched.load_state_dict(sched_state)
+            batches.drawn = saved["batches_drawn"]
+            _set_rng_state(saved["rng"], noise_gen)
+            sums.copy_(saved["log_sums"].to(device))
+            counted = saved["log_counted"]
+            history = list(saved["history"])
+            start = saved["step"]
+            say(f"train: resuming from step {start} of {steps} ({resume_path})")
+            if on_log is not None:  # replay, so the log has no gap and no repeated step
+                for record in history:
+                    on_log(record["step"], {k: v for k, v in record.items() if k != "step"})
+
+    def save_resume(step: int) -> None:
+        if not _all_finite(generator, discriminator):
+            raise GanError(f"train: weights are no longer finite at step {step}; the run "
+                           f"diverged (try a lower train.lr or another train.loss)")
+        save_checkpoint(state(step), Path(resume_path))
+
+    bar = tqdm(range(start + 1, steps + 1), desc="train", unit="step", initial=start,
+               total=steps, disable=not progress, dynamic_ncols=True)
+    with stop_signals() as received:
+        for step in bar:
+            # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
+            for _ in range(train_cfg.d_steps):
+                real, real_labels = batches.next()
+                real_labels = real_labels if model_cfg.conditional else None
+                z, fake_labels = noise()
+                with torch.no_grad():
+                    fake = generator(z, fake_labels)
+                real_scores = discriminator(real, real_labels)
+                fake_scores = discriminator(fake, fake_labels)
+                d_loss = loss.d(real_scores, fake_scores, real_target)
+                if loss.gradient_penalty:
+                    # (||grad D(x_hat)||_2 - 1)^2 at random interpolates (Gulrajani et al.)
+                    d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
+                        discriminator, real, fake, real_labels)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                clip(discriminator)
+                opt_d.step()
+
+            # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
             z, fake_labels = noise()
-            with torch.no_grad():
-                fake = generator(z, fake_labels)
-            real_scores = discriminator(real, real_labels)
-            fake_scores = discriminator(fake, fake_labels)
-            d_loss = loss.d(real_scores, fake_scores)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            g_loss = loss.g(discriminator(generator(z, fake_labels), fake_labels))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            clip(generator)
+            opt_g.step()
+            for sched in schedulers:
+                sched.step()
+            if ema is not None:
+                ema.update_parameters(generator)
 
-        # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
-        z, fake_labels = noise()
-        fake_scores_g = discriminator(generator(z, fake_labels), fake_labels)
-        g_loss = loss.g(fake_scores_g)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+            real_scores, fake_scores = real_scores.detach(), fake_scores.detach()
+            sums += torch.stack([d_loss.detach(), g_loss.detach(),
+                                 readout(real_scores), readout(fake_scores),
+                                 (real_scores > loss.threshold).float().mean(),
+                                 (fake_scores <= loss.threshold).float().mean()])
+            counted += 1
+            if step % train_cfg.log_every == 0 or step == steps:
+                means = (sums / counted).tolist()  # the one host-device sync per log interval
+                record = dict(zip(LOG_KEYS, means, strict=True))
+                bad = [k for k, v in record.items() if not np.isfinite(v)]
+                if bad:
+                    raise GanError(f"train: {bad[0]} became {record[bad[0]]} by step {step}; "
+                                   f"the run diverged (try a lower train.lr or another "
+                                   f"train.loss)")
+                history.append({"step": step, **record})
+                if on_log is not None:
+                    on_log(step, record)
+                bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+                sums.zero_()
+                counted = 0
+            for every, hook in periodic:
+                if step % every == 0 or step == steps:
+                    shown = ema.module if ema is not None else generator
+                    shown.eval()
+                    with torch.random.fork_rng(devices=_cuda_devices(device)):
+                        metrics = hook(step, shown)
+                    shown.train()
+                    if metrics:
+                        history.append({"step": step, **metrics})
+                        if on_log is not None:
+                            on_log(step, metrics)
+            if resume_path is not None:
+                if received:
+                    save_resume(step)
+                    raise Interrupted(f"train: interrupted at step {step} of {steps}; state "
+                                      f"saved to {resume_path}; run the same command (or dvc "
+                                      f"repro) again to resume")
+                if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 \
+                        and step < steps:
+                    save_resume(step)
+            elif received:
+                raise Interrupted(f"train: interrupted at step {step} of {steps}")
 
-        real_scores, fake_scores = real_scores.detach(), fake_scores.detach()
-        sums += torch.stack([d_loss.detach(), g_loss.detach(),
-                             readout(real_scores), readout(fake_scores),
-                             (real_scores > loss.threshold).float().mean(),
-                             (fake_scores <= loss.threshold).float().mean()])
-        counted += 1
-        if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-            means = (sums / counted).tolist()  # the one host-device sync per log interval
-            record = dict(zip(LOG_KEYS, means, strict=True))
-            bad = [k for k, v in record.items() if not np.isfinite(v)]
-            if bad:
-                raise GanError(f"train: {bad[0]} became {record[bad[0]]} by step {step}; "
-                               f"the run diverged (try a lower train.lr or another "
-                               f"train.loss)")
-            history.append({"step": step, **record})
-            if on_log is not None:
-                on_log(step, record)
-            bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
-            sums.zero_()
-            counted = 0
-        for every, hook in periodic:
-            if step % every == 0 or step == train_cfg.steps:
-                generator.eval()
-                hook(step, generator)
-                generator.train()
-
+    if not _all_finite(generator, discriminator):
+        raise GanError(f"train: weights are no longer finite at step {steps}; the run "
+                       f"diverged (try a lower train.lr or another train.loss)")
     generator.eval()
     discriminator.eval()
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "config": {"seed": seed, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
-                   "image_shape": list(image_shape), "classes": list(data["classes"])},
-        "step": train_cfg.steps,
-        "generator": _cpu_state(generator),
-        "discriminator": _cpu_state(discriminator),
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
-    }
-    return TrainResult(generator, discriminator, checkpoint, history)
+    shown = ema.module.eval() if ema is not None else generator
+    return TrainResult(shown, discriminator, state(steps), history, start)
+
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        # weights_only=False: the checkpoint holds Python/NumPy RNG states. Only files this
+        # project wrote are read here.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise GanError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise GanError(f"{path}: not a checkpoint of this project (format "
+                       f"{CHECKPOINT_FORMAT} expected)")
+    return ckpt
+
+
+def _load_resume(path: Path, expected: str, say: Callable[[str], None]) -> dict | None:
+    """The saved state at ``path`` if it was made by the same configuration, else None."""
+    try:
+        saved = _read_checkpoint(path)
+    except GanError as exc:
+        say(f"train: ignoring {path}: {str(exc).split(': ', 1)[-1]}; starting from step 0")
+        return None
+    if saved.get("fingerprint") != expected:
+        say(f"train: ignoring {path}: it was made with other params or data; starting "
+            f"from step 0")
+        return None
+    return saved
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
@@ -196,23 +403,24 @@ def save_checkpoint(checkpoint: dict, path: Path) -> None:
         raise
 
 
-def load_generator(path: Path, device: torch.device | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the generator of a checkpoint from the file alone; returns (G in eval, config)."""
+def load_generator(path: Path, device: torch.device | None = None,
+                   prefer_ema: bool = True) -> tuple[nn.Module, dict]:
+    """Rebuild a checkpoint's generator (its EMA copy when there is one) from the file alone.
+
+    Returns (G in eval mode, the run's config).
+    """
     path = Path(path)
     if not path.is_file():
         raise GanError(f"{path}: checkpoint not found; run the train stage (dvc repro train)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise GanError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise GanError(f"{path}: not a checkpoint of this project (format "
-                       f"{CHECKPOINT_FORMAT} expected)")
+    ckpt = _read_checkpoint(path)
     cfg = ckpt["config"]
     model_cfg = build_config(ModelConfig, cfg["model"], "model")
     generator, _ = models.build(model_cfg, tuple(cfg["image_shape"]), len(cfg["classes"]))
+    weights = ckpt["generator"]
+    if prefer_ema and ckpt.get("generator_ema") is not None:
+        weights = ckpt["generator_ema"]
     try:
-        generator.load_state_dict(ckpt["generator"])
+        generator.load_state_dict(weights)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise GanError(f"{path}: generator weights do not fit model.arch "

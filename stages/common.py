@@ -43,8 +43,13 @@ def run(main: Callable[[], None]) -> None:
 
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
+    from gan.train import Interrupted
+
     try:
         main()
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(130)  # the shell's code for a Ctrl-C
     except GanError as exc:
         if os.environ.get(DEBUG_ENV) == "1":
             raise

@@ -1,4 +1,4 @@
-"""Stage download: the dataset's raw IDX files, verified by checksum."""
+"""Stage download: the dataset's raw files (IDX, or the user's images), checksummed."""
 
 from pathlib import Path
 
@@ -12,9 +12,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
     args = p.parse_args()
     cfg = load_section(common.params(args.params), "data")
-    sources = data.download(cfg.dataset, args.out, cfg.mirror)
-    print(f"download: {cfg.dataset}: {len(sources)} files verified from "
-          f"{Path(next(iter(sources.values()))).parent} into {args.out}")
+    sources = data.download(cfg.dataset, args.out, cfg.mirror, cfg.path)
+    source = cfg.path if cfg.dataset == data.IMAGE_FOLDER else \
+        Path(next(iter(sources.values()))).parent
+    print(f"download: {cfg.dataset}: {len(sources)} files verified from {source} "
+          f"into {args.out}")
 
 
 if __name__ == "__main__":

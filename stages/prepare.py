@@ -14,7 +14,8 @@ def main() -> None:
     p.add_argument("--metrics", type=Path, required=True, help="data metrics JSON")
     args = p.parse_args()
     cfg = load_section(common.params(args.params), "data")
-    metrics = data.prepare(cfg.dataset, args.raw, args.out, cfg.image_size)
+    metrics = data.prepare(cfg.dataset, args.raw, args.out, cfg.image_size,
+                           cfg.channels)
     common.write_json(metrics, args.metrics)
     print(f"prepare: {metrics['train']['count']} train and {metrics['test']['count']} test "
           f"images of {cfg.image_size} px in [{metrics['train']['min']}, "

@@ -1,8 +1,10 @@
-"""Stage sample: a grid of generated images from a fixed latent seed."""
+"""Stage sample: the sample grid, latent walks, arithmetic, real versus fake, evolution GIF."""
 
 from pathlib import Path
 
-from gan import sample, train
+from PIL import Image
+
+from gan import data, plots, sample, train
 from gan.config import load_section
 from stages import common
 
@@ -10,13 +12,29 @@ from stages import common
 def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--checkpoint", type=Path, required=True, help="trained checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="prepared splits (test for real)")
+    p.add_argument("--evolution", type=Path, required=True, help="training snapshot PNGs")
     p.add_argument("--out", type=Path, required=True, help="grid PNG to write")
+    p.add_argument("--pictures", type=Path, required=True, help="folder for the other pictures")
     args = p.parse_args()
     cfg = load_section(common.params(args.params), "sample")
     generator, config = train.load_generator(args.checkpoint)
-    z = sample.fixed_latent(cfg.n, config["model"]["latent_dim"], cfg.seed)
-    sample.save_png(sample.to_grid_image(sample.generate(generator, z)), args.out)
-    print(f"sample: {cfg.n} images (seed {cfg.seed}) -> {args.out}")
+    model, classes = config["model"], len(config["classes"])
+    z = sample.fixed_latent(cfg.n, model["latent_dim"], cfg.seed, model["noise"])
+    labels = sample.grid_labels(cfg.n, classes, model["conditional"])
+    sample.save_png(sample.to_grid_image(sample.generate(generator, z, labels)), args.out)
+
+    real = data.load_prepared(args.data, "test")["images"]
+    for name, image in sample.pictures(generator, model, classes, cfg, real).items():
+        sample.save_png(image, args.pictures / f"{name}.png")
+    terms = sample.arithmetic_images(generator, model, classes, cfg.arithmetic_seed)
+    plots.save_figure(plots.arithmetic_figure(terms), args.pictures / "arithmetic.png")
+    # No snapshots (train.snapshot_every: 0) means no GIF, not an error.
+    frames = [Image.open(path) for path in sorted(args.evolution.glob("step_*.png"))]
+    if frames:
+        sample.save_gif(frames, args.pictures / "evolution.gif", cfg.gif_frame_ms)
+    print(f"sample: {cfg.n} images (seed {cfg.seed}) -> {args.out}; pictures and a "
+          f"{len(frames)}-frame GIF -> {args.pictures}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import data, metrics, train
+from gan import data, metrics, sample, train
 from gan.config import GanError, load_section, load_seed
 from stages import common
 
@@ -14,6 +14,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
+    p.add_argument("--resume", type=Path, required=True,
+                   help="resumable state, saved every train.checkpoint_every steps")
+    p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     p.add_argument("--classifier", type=Path, help="classifier for the FID every "
                    "train.eval_every steps")
     args = p.parse_args()
@@ -22,7 +25,13 @@ def main() -> None:
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
     train_data = data.load_prepared(args.data, "train")
-    fid_of = None
+    every = train_cfg.snapshot_every if args.evolution else 0
+    if every:
+        snapshots = sample.evolution_hook(args.evolution, seed, model_cfg,
+                                          len(train_data["classes"]))
+    elif args.evolution:
+        args.evolution.mkdir(parents=True, exist_ok=True)  # DVC wants the output, even empty
+    periodic = ((every, snapshots),) if every else ()
     if train_cfg.eval_every > 0:
         if args.classifier is None:
             raise GanError("train.eval_every: the FID during training needs --classifier")
@@ -32,11 +41,12 @@ def main() -> None:
             train_data["images"].shape[1:], train_data["classes"]))
         fid_of = metrics.training_fid(
             classifier, data.load_prepared(args.data, "test")["images"],
-            eval_cfg.train_fid_samples, model_cfg.latent_dim, len(train_data["classes"]),
-            model_cfg.conditional, seed)
+            eval_cfg.train_fid_samples, model_cfg, len(train_data["classes"]), seed)
+        # The hook's return is logged (as "fid" at that step) and replayed on resume.
+        periodic += ((train_cfg.eval_every, lambda step, g: {"fid": fid_of(g)}),)
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
-    # and duplicates entries.
+    # and duplicates entries. A resumed run replays its saved log into the fresh folder.
     with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False) as live:
         def log(step: int, record: dict[str, float]) -> None:
             live.step = step
@@ -44,16 +54,12 @@ def main() -> None:
                 live.log_metric(name, value)
             live.make_summary()
 
-        def log_fid(step: int, generator) -> None:
-            live.step = step
-            live.log_metric("fid", fid_of(generator))
-            live.make_summary()
-
-        periodic = ((train_cfg.eval_every, log_fid),) if fid_of else ()
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
-                             periodic=periodic)
+                             periodic=periodic,
+                             resume_path=args.resume)
     train.save_checkpoint(result.checkpoint, args.checkpoint)
-    last = result.history[-1]
+    args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
+    last = [h for h in result.history if "d_loss" in h][-1]
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
           f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint}")
 

@@ -29,6 +29,7 @@ def tiny_params(path: Path) -> None:
     params["sample"].update(n=16)
     params["classifier"].update(epochs=1, batch_size=256, width=4)
     params["evaluate"].update(n_samples=200, train_fid_samples=100)
+    params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -71,6 +72,8 @@ def test_repro_then_experiment_reruns_only_what_changed(repo):
     assert all(ran(first, s) for s in STAGES), first
     assert (repo / "outputs" / "samples.png").is_file()
     assert (repo / "outputs" / "loss_curves.png").is_file()
+    assert (repo / "outputs" / "evolution" / "step_000006.png").is_file()  # the last step
+    assert (repo / "outputs" / "pictures" / "evolution.gif").is_file()
     scores = json.loads((repo / "metrics" / "eval.json").read_text())
     assert scores["n_samples"] == 200 and scores["fid"] > scores["fid_real"] >= 0
     sh(repo, "git", "add", "-A")
@@ -110,8 +113,42 @@ def test_exp_show_holds_both_runs(repo):
 def test_plots_diff_writes_both_revisions_curves(repo):
     sh(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_out")
     html = (repo / "plots_out" / "index.html").read_text()
-    head = sh(repo, "git", "rev-parse", "--short", "HEAD").strip()
-    assert "workspace" in html and head[:7] in html
-    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
-        assert name in html
-    assert "samples.png" in html  # the image plot of each revision
+    # each logged point of each curve, for both revisions: 3 points x 6 curves
+    for rev in ("HEAD", "workspace"):
+        assert html.count(f'"rev": "{rev}"') == 3 * 6 + 2  # and 2 FID points
+        assert f"static/{rev}_outputs_samples.png" in html  # the sample grid of each
+        assert (repo / "plots_out" / "static" / f"{rev}_outputs_samples.png").is_file()
+    for name in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "fid"):
+        assert f'"{name}": ' in html
+    for picture in ("interpolation.png", "real_vs_fake_key.png", "arithmetic.png",
+                    "evolution.gif", "step_000006.png"):
+        assert picture in html
+
+
+def test_forced_repro_reproduces_every_output_bit_for_bit(repo):
+    before = (repo / "dvc.lock").read_text()
+    out = sh(repo, "dvc", "repro", "-f")
+    assert all(ran(out, s) for s in STAGES), out
+    assert (repo / "dvc.lock").read_text() == before
+
+
+def test_bad_param_through_dvc_repro_keeps_the_cached_outputs(repo):
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "the run to keep")
+    params = repo / "params.yaml"
+    good = params.read_text()
+    lock = (repo / "dvc.lock").read_text()
+    params.write_text(good.replace("steps: 6", "steps: many"))
+    env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    proc = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "PATH": env_path}, timeout=600)
+    assert proc.returncode != 0
+    assert "error: train.steps: got 'many', expected an integer" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    params.write_text(good)
+    assert (repo / "dvc.lock").read_text() == lock
+    # DVC clears a stage's outputs before running it: cached ones come back from the cache,
+    # the git-tracked training log from git.
+    sh(repo, "dvc", "checkout", "-f")
+    sh(repo, "git", "checkout", "--", "metrics")
+    assert "up to date" in sh(repo, "dvc", "status")

@@ -59,3 +59,86 @@ def test_d_losses_fall_as_d_separates_better():
 def test_unknown_loss_lists_choices():
     with pytest.raises(ConfigError, match="allowed: minimax, non_saturating, lsgan, hinge"):
         losses.get("wgan")
+
+
+def test_wasserstein_by_hand():
+    # critic: mean D(fake) - mean D(real) = -1.25 - 0.5; G: -mean D(fake) = 1.25
+    loss = losses.get("wgan_gp")
+    assert_close(loss.d(REAL, FAKE), torch.tensor(-1.75))
+    assert_close(loss.g(FAKE), torch.tensor(1.25))
+    assert loss.gradient_penalty and not loss.probabilistic
+
+
+def test_one_sided_label_smoothing_by_hand():
+    # target t on real: -(t log s(r) + (1 - t) log(1 - s(r))) = t sp(-r) + (1 - t) sp(r)
+    real_term = (0.9 * sp(-2.0) + 0.1 * sp(2.0) + 0.9 * sp(1.0) + 0.1 * sp(-1.0)) / 2
+    expected = real_term + (sp(0.5) + sp(-3.0)) / 2
+    assert_close(losses.bce_d(REAL, FAKE, real_target=0.9), torch.tensor(expected))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    torch_bce = bce(REAL, torch.full((2,), 0.9)) + bce(FAKE, torch.zeros(2))
+    assert_close(losses.bce_d(REAL, FAKE, real_target=0.9), torch_bce)
+
+
+def test_only_cross_entropy_losses_take_a_smoothed_target():
+    smoothable = {name for name, loss in losses.LOSSES.items() if loss.label_smoothing}
+    assert smoothable == {"minimax", "non_saturating"}
+    for name in set(losses.LOSSES) - smoothable:
+        loss = losses.get(name)
+        loss.d(REAL, FAKE, real_target=1.0)
+        with pytest.raises(ValueError, match="real_target must be 1.0"):
+            loss.d(REAL, FAKE, real_target=0.9)
+
+
+class TinyCritic(torch.nn.Module):
+    """A smooth, nonlinear critic of (B, 1, 2, 2) images, labels shifting its output."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.w1 = torch.nn.Parameter(torch.randn(4, 3, generator=gen, dtype=torch.float64))
+        self.w2 = torch.nn.Parameter(torch.randn(3, generator=gen, dtype=torch.float64))
+
+    def forward(self, x, labels=None):
+        scale = 1.0 if labels is None else 1.0 + labels.to(x.dtype)
+        return torch.tanh(x.flatten(1) @ self.w1) @ self.w2 * scale
+
+
+def finite_difference_norms(critic, x, labels, eps=1e-6):
+    """||grad_x critic(x_i)||_2 per sample by central differences."""
+    flat = x.flatten(1)
+    grads = torch.zeros_like(flat)
+    for j in range(flat.shape[1]):
+        step = torch.zeros_like(flat)
+        step[:, j] = eps
+        up = critic((flat + step).view_as(x), labels)
+        down = critic((flat - step).view_as(x), labels)
+        grads[:, j] = (up - down) / (2 * eps)
+    return grads.norm(dim=1)
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_gradient_penalty_matches_finite_differences(with_labels):
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(3, 1, 2, 2, generator=gen, dtype=torch.float64)
+    fake = torch.randn(3, 1, 2, 2, generator=gen, dtype=torch.float64)
+    alpha = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2]) if with_labels else None
+    critic = TinyCritic()
+    mixed = alpha.view(3, 1, 1, 1) * real + (1 - alpha.view(3, 1, 1, 1)) * fake
+    with torch.no_grad():
+        norms = finite_difference_norms(critic, mixed, labels)
+    penalty = losses.gradient_penalty(critic, real, fake, labels, alpha=alpha)
+    assert_close(penalty, ((norms - 1) ** 2).mean())
+    # create_graph: the penalty is differentiable in D's weights, so it trains D
+    penalty.backward()
+    assert critic.w1.grad is not None and critic.w1.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_draws_alpha_and_leaves_g_alone():
+    critic = TinyCritic()
+    real = torch.randn(5, 1, 2, 2, dtype=torch.float64)
+    fake = torch.randn(5, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    penalty = losses.gradient_penalty(critic, real, fake)
+    assert penalty.ndim == 0 and torch.isfinite(penalty)
+    penalty.backward()
+    assert fake.grad is None  # fakes are detached: the penalty never moves G

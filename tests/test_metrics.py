@@ -236,8 +236,8 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(tmp_path / "params.yaml")]
     train_args = ["--data", str(prepared), "--checkpoint", str(tmp_path / "gan.pt"),
-                  "--log-dir", str(tmp_path / "live"), "--classifier",
-                  str(tmp_path / "clf.pt")]
+                  "--log-dir", str(tmp_path / "live"), "--resume", str(tmp_path / "resume.pt"),
+                  "--classifier", str(tmp_path / "clf.pt")]
 
     proc = run_stage("train", *p, *train_args)  # before the classifier exists
     assert_one_line_error(proc, "clf.pt", "classifier not found")

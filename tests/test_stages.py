@@ -47,8 +47,10 @@ def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section,
             "prepare": ["--raw", str(tmp_path), "--out", str(out), "--metrics",
                         str(tmp_path / "m.json")],
             "train": ["--data", str(tmp_path), "--checkpoint", str(out), "--log-dir",
-                      str(tmp_path / "log")],
-            "sample": ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(out)],
+                      str(tmp_path / "log"), "--resume", str(tmp_path / "resume.pt")],
+            "sample": ["--checkpoint", str(tmp_path / "c.pt"), "--data", str(tmp_path),
+                       "--evolution", str(tmp_path), "--out", str(out), "--pictures",
+                       str(out)],
             "plot": ["--log-dir", str(tmp_path), "--out", str(out)]}[stage]
     proc = run_stage(stage, "--params", str(path), *args)
     assert_one_line_error(proc, *fragments)
@@ -57,7 +59,8 @@ def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section,
 
 def test_debug_env_shows_the_traceback(tmp_path, params):
     path = write_params(tmp_path, params, "sample", "n", 0)
-    proc = run_stage("sample", "--params", str(path), "--checkpoint", "x", "--out", "y",
+    proc = run_stage("sample", "--params", str(path), "--checkpoint", "x", "--data", "x",
+                     "--evolution", "x", "--out", "y", "--pictures", "y",
                      env={"GAN_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
@@ -65,7 +68,9 @@ def test_debug_env_shows_the_traceback(tmp_path, params):
 def test_sample_stage_rejects_a_foreign_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     proc = run_stage("sample", "--params", str(ROOT / "params.yaml"), "--checkpoint",
-                     str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "grid.png"))
+                     str(tmp_path / "foreign.pt"), "--data", str(tmp_path), "--evolution",
+                     str(tmp_path), "--out", str(tmp_path / "grid.png"), "--pictures",
+                     str(tmp_path / "pictures"))
     assert_one_line_error(proc, "foreign.pt", "not a checkpoint of this project")
     assert not (tmp_path / "grid.png").exists()
 
@@ -74,15 +79,18 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     torch.save(tiny_split(), prepared / "train.pt")
+    torch.save(tiny_split(n=40, seed=1), prepared / "test.pt")
     params = yaml.safe_load(yaml.safe_dump(params))
     params["model"].update(arch="mlp")
-    params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu")
-    params["sample"].update(n=9)
+    params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu", snapshot_every=3)
+    params["sample"].update(n=9, real_vs_fake=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(tmp_path / "params.yaml")]
     ckpt, log_dir = tmp_path / "gan.pt", tmp_path / "live"
+    evolution = tmp_path / "evolution"
     proc = run_stage("train", *p, "--data", str(prepared), "--checkpoint", str(ckpt),
-                     "--log-dir", str(log_dir))
+                     "--log-dir", str(log_dir), "--resume", str(tmp_path / "resume.pt"),
+                     "--evolution", str(evolution))
     assert proc.returncode == 0, proc.stderr
     tsv = (log_dir / "plots" / "metrics" / "d_loss.tsv").read_text().splitlines()
     assert tsv[0].split("\t") == ["step", "d_loss"] and [r.split("\t")[0] for r in tsv[1:]] \
@@ -93,12 +101,23 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     assert ModelConfig(**config["model"]).arch == "mlp"
     assert TrainConfig(**{**config["train"], "betas": tuple(config["train"]["betas"])}).steps == 4
 
-    proc = run_stage("sample", *p, "--checkpoint", str(ckpt), "--out", str(tmp_path / "g.png"))
+    assert sorted(p.name for p in evolution.iterdir()) == ["step_000003.png",
+                                                           "step_000004.png"]
+
+    pictures = tmp_path / "pictures"
+    proc = run_stage("sample", *p, "--checkpoint", str(ckpt), "--data", str(prepared),
+                     "--evolution", str(evolution), "--out", str(tmp_path / "g.png"),
+                     "--pictures", str(pictures))
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
     assert Image.open(tmp_path / "g.png").size == (3 * 30 + 2, 3 * 30 + 2)
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        "arithmetic.png", "evolution.gif", "interpolation.png", "real_vs_fake.png",
+        "real_vs_fake_key.png"]
+    assert Image.open(pictures / "evolution.gif").n_frames == 2
+    assert Image.open(pictures / "real_vs_fake.png").size == (4 * 34 + 6, 4 * 34 + 6)
 
     proc = run_stage("plot", *p, "--log-dir", str(log_dir / "plots" / "metrics"), "--out",
                      str(tmp_path / "curves.png"))
     assert proc.returncode == 0, proc.stderr
-    assert Image.open(tmp_path / "curves.png").size == (700, 600)
+    assert Image.open(tmp_path / "curves.png").size == (700, 800)

@@ -104,3 +104,67 @@ def test_sample_grid_size():
     assert grid.size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 tiles of 28 px with 2 px padding
     assert grid.mode == "L"
     assert sample.to_grid_image(torch.zeros(6, 3, 8, 8), nrow=3).mode == "RGB"
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resize_conv"])
+def test_conditional_wgan_gp_trains_through_the_loop(arch):
+    model = ModelConfig(arch=arch, conditional=True, latent_dim=8, g_channels=4,
+                        d_channels=4, d_norm="none" if arch != "mlp" else "batch")
+    result = train.train(model, train_cfg(loss="wgan_gp", steps=3), 0, tiny_split(),
+                         progress=False)
+    assert all(torch.isfinite(torch.tensor(h["d_loss"])) for h in result.history)
+    images = result.generator(torch.randn(4, 8), torch.tensor([0, 1, 2, 3]))
+    assert images.shape == (4, 1, 28, 28)
+
+
+def test_ema_generator_is_returned_and_differs_from_the_raw_one(tmp_path):
+    result = train.train(MODEL, train_cfg(ema_decay=0.9, steps=8), 0, tiny_split(),
+                         progress=False)
+    ckpt = result.checkpoint
+    raw, ema = ckpt["generator"], ckpt["generator_ema"]
+    assert raw.keys() == ema.keys()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+    train.save_checkpoint(ckpt, tmp_path / "gan.pt")
+    loaded, _ = train.load_generator(tmp_path / "gan.pt")
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, ema[key])
+    raw_loaded, _ = train.load_generator(tmp_path / "gan.pt", prefer_ema=False)
+    for key, value in raw_loaded.state_dict().items():
+        torch.testing.assert_close(value, raw[key])
+
+
+def test_linear_lr_decay_reaches_zero():
+    result = train.train(MODEL, train_cfg(lr_decay="linear", steps=4, label_smoothing=0.1),
+                         0, tiny_split(), progress=False)
+    for opt in ("opt_g", "opt_d"):
+        assert result.checkpoint[opt]["param_groups"][0]["lr"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("clip", [None, 1e-7])
+def test_gradient_clipping_bounds_each_update(clip):
+    # Plain SGD (momentum 0) at lr 1 moves each weight by exactly its clipped gradient.
+    cfg = train_cfg(optimizer="sgd", lr=1.0, betas=(0.0, 0.999), steps=1, grad_clip=clip)
+    train.seed_everything(0)
+    from gan import models
+    g0, _ = models.build(MODEL, (1, 28, 28), 10)
+    result = train.train(MODEL, cfg, 0, tiny_split(), progress=False)
+    moved = max((result.checkpoint["generator"][k] - v).abs().max().item()
+                for k, v in g0.state_dict().items()
+                if v.ndim > 1)  # conv weights (~0.02): float32 rounds them at ~2e-9
+    if clip is None:
+        assert moved > 3e-7  # well above the clip below: clipping has work to do
+    else:
+        assert 0 < moved <= clip * 1.05
+
+
+def test_uniform_noise_changes_the_run():
+    a = train.train(MODEL, train_cfg(steps=2), 0, tiny_split(), progress=False).checkpoint
+    uniform = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4,
+                          noise="uniform")
+    b = train.train(uniform, train_cfg(steps=2), 0, tiny_split(), progress=False).checkpoint
+    assert any(not torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
+
+
+def test_refused_combination_stops_before_training():
+    with pytest.raises(GanError, match="train.loss: wgan_gp"):
+        train.train(MODEL, train_cfg(loss="wgan_gp"), 0, tiny_split(), progress=False)

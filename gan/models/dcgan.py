@@ -9,36 +9,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.config import ConfigError, ModelConfig
+from gan.config import ModelConfig
+from gan.models import blocks
 
 
 def ladder(image_size: int) -> tuple[int, int]:
     """(base size, number of doubling blocks) with base * 2**blocks == image_size."""
-    base = 7 if image_size % 7 == 0 else 4
-    blocks, size = 0, base
-    while size < image_size:
-        size, blocks = size * 2, blocks + 1
-    if size != image_size or blocks < 1:
-        raise ConfigError(f"data.image_size: got {image_size}, dcgan needs 7 or 4 times a "
-                          f"power of two (e.g. 28, 32, 64)")
-    return base, blocks
+    return blocks.ladder(image_size, "dcgan", (7, 4))
 
 
 class Generator(nn.Module):
-    """z (B, latent_dim) -> images (B, C, S, S) in [-1, 1]."""
+    """z (B, latent_dim), labels (B,) or None -> images (B, C, S, S) in [-1, 1]."""
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
                  num_classes: int):
         super().__init__()
         channels, size, _ = image_shape
-        base, blocks = ladder(size)
-        width = cfg.g_channels * 2 ** (blocks - 1)
+        base, n_blocks = ladder(size)
+        self.conditioning = blocks.g_conditioning(cfg, num_classes)
+        width = cfg.g_channels * 2 ** (n_blocks - 1)
+        latent = cfg.latent_dim + self.conditioning.extra_dim
         layers: list[nn.Module] = [
             # (B, latent, 1, 1) -> (B, width, base, base)
-            nn.ConvTranspose2d(cfg.latent_dim, width, base, 1, 0, bias=False),
+            nn.ConvTranspose2d(latent, width, base, 1, 0, bias=False),
             nn.BatchNorm2d(width), nn.ReLU(True),
         ]
-        for _ in range(blocks - 1):  # each: (B, w, s, s) -> (B, w/2, 2s, 2s)
+        for _ in range(n_blocks - 1):  # each: (B, w, s, s) -> (B, w/2, 2s, 2s)
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(width // 2), nn.ReLU(True)]
             width //= 2
@@ -47,26 +43,38 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.conditioning.latent(z, labels)
         return self.net(z[:, :, None, None])
 
 
 class Discriminator(nn.Module):
-    """images (B, C, S, S) -> logits (B,)."""
+    """images (B, C, S, S), labels (B,) or None -> logits (B,)."""
+
+    uses_d_norm = True
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
                  num_classes: int):
         super().__init__()
         channels, size, _ = image_shape
-        base, blocks = ladder(size)
+        base, n_blocks = ladder(size)
         width = cfg.d_channels
-        # No batch norm on the first block (Radford et al.): (B, C, S, S) -> (B, w, S/2, S/2)
+        top = width * 2 ** (n_blocks - 1)
+        self.conditioning = blocks.d_conditioning(cfg, num_classes, image_shape, top)
+        channels += self.conditioning.extra_dim
+        # A norm's shift makes the conv bias redundant; without a norm the bias is kept.
+        bias = cfg.d_norm == "none"
+        # No norm on the first block (Radford et al.): (B, C, S, S) -> (B, w, S/2, S/2)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        for _ in range(blocks - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True)]
+        for _ in range(n_blocks - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias),
+                       blocks.norm2d(cfg.d_norm, width * 2), nn.LeakyReLU(0.2, True)]
             width *= 2
         layers += [nn.Conv2d(width, 1, base, 1, 0)]  # (B, w, base, base) -> (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()
+        x = self.conditioning.inputs(x, labels)
+        features = self.net[:-1](x)  # (B, w, base, base)
+        logits = self.net[-1](features).flatten()  # (B,)
+        # Projection meets the spatially summed features, as in Miyato & Koyama's ResNet D.
+        return self.conditioning.logits(logits, features.sum(dim=(2, 3)), labels)
