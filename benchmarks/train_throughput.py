@@ -163,7 +163,9 @@ def main() -> None:
     p.add_argument("--archs", default="mlp,dcgan,resize_conv")
     p.add_argument("--window", type=int, default=50, help="steps per timed window")
     p.add_argument("--windows", type=int, default=5, help="timed windows (median is shown)")
+    p.add_argument("--rounds", type=int, default=3, help="project/reference alternations")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--memory-format", default="auto")
     p.add_argument("--compile", action="store_true")
     args = p.parse_args()
 
@@ -187,15 +189,16 @@ def main() -> None:
             train_raw = {**params["train"], "batch_size": args.batch_size,
                          "device": args.device, "loss": "non_saturating",
                          "checkpoint_every": 0, "eval_every": 0, "snapshot_every": 0}
-            for key, value in (("precision", args.precision), ("compile", args.compile)):
-                if key in train_raw or value not in ("auto", False):
-                    train_raw[key] = value
+            train_raw.update(precision=args.precision, memory_format=args.memory_format,
+                             compile=args.compile)
             train_cfg = load_section({"train": train_raw}, "train")
-            ours = statistics.median(project_rate(model_cfg, train_cfg, split, args.window,
-                                                  args.windows, device))
-            ref = statistics.median(reference_rate(model_cfg, shape, classes, root,
-                                                   args.batch_size, args.window, args.windows,
-                                                   device, train_cfg.lr))
+            ours_times, ref_times = [], []
+            for _ in range(args.rounds):  # interleaved, so a busy spell hits both loops
+                ours_times += project_rate(model_cfg, train_cfg, split, args.window,
+                                           args.windows, device)
+                ref_times += reference_rate(model_cfg, shape, classes, root, args.batch_size,
+                                            args.window, args.windows, device, train_cfg.lr)
+            ours, ref = statistics.median(ours_times), statistics.median(ref_times)
             flops = step_flops(model_cfg, train_cfg, split, device)
             floor = flops / rate
             rows.append(f"| {arch} | {args.batch_size / ours:,.0f} | {1 / ours:,.1f} | "
