@@ -38,6 +38,8 @@ D_NORMS = ("batch", "layer", "none")
 LR_DECAYS = ("constant", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 INTERPOLATIONS = ("auto", "linear", "spherical")
 
 
@@ -86,6 +88,10 @@ class TrainConfig:
     checkpoint_every: int = _opt(500, min=0)
     deterministic: bool = _opt(False)
     device: str = _opt("auto", choices=DEVICES)
+    precision: str = _opt("auto", choices=PRECISIONS)
+    memory_format: str = _opt("auto", choices=MEMORY_FORMATS)
+    compile: bool = _opt(False)
+    devices: int = _opt(1, min=1, max=1024)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -305,10 +305,15 @@ class DeviceBatches:
 
     Epoch e uses the permutation of torch.Generator seeded with (seed, e), so the position
     in the data order is just the number of batches drawn: resumable without saved state.
+    With ``world`` processes, ``batch_size`` is the global batch and process ``rank`` takes
+    its own disjoint slice of each one (batch_size // world images).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 seed: int, device: torch.device):
+                 seed: int, device: torch.device, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise GanError(f"train.batch_size: got {batch_size}, must be a multiple of the "
+                           f"{world} processes (each takes an equal share)")
         if batch_size > images.shape[0]:
             raise GanError(f"train.batch_size: got {batch_size}, must be at most the "
                            f"{images.shape[0]} training images")
@@ -319,6 +324,8 @@ class DeviceBatches:
         self.device = device
         self.per_epoch = images.shape[0] // batch_size  # the ragged tail is dropped
         self.drawn = 0
+        self.share = batch_size // world
+        self.offset = rank * self.share
         self._epoch = -1
         self._perm: torch.Tensor | None = None
 
@@ -330,6 +337,7 @@ class DeviceBatches:
         epoch, index = divmod(self.drawn, self.per_epoch)
         if epoch != self._epoch:
             self._perm, self._epoch = self._permutation(epoch), epoch
-        idx = self._perm[index * self.batch_size:(index + 1) * self.batch_size]
+        start = index * self.batch_size + self.offset
+        idx = self._perm[start:start + self.share]
         self.drawn += 1
         return self.images[idx], self.labels[idx]

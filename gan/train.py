@@ -1,4 +1,8 @@
-"""The training loop: D step(s), G step, EMA, device-side logging, exact resume."""
+"""The training loop: D step(s), G step, EMA, device-side logging, exact resume.
+
+Optional speed paths: autocast (bf16, or fp16 with one gradient scaler per network),
+channels_last, torch.compile, and DistributedDataParallel over torchrun's processes.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -31,6 +37,8 @@ CHECKPOINT_FORMAT = 1
 LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 # Keys that may change between an interrupted run and its resumption: none alters the result.
 RESUME_FREE_KEYS = ("checkpoint_every", "device")
+# train.precision -> autocast dtype (None: no autocast).
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # A periodic hook sees (step, generator) and may return metrics to log at that step.
 Hook = Callable[[int, nn.Module], "dict[str, float] | None"]
 
@@ -48,6 +56,56 @@ def select_device(name: str) -> torch.device:
         raise GanError(f"train.device: got {name!r}, but no {name} device is available "
                        f"(use auto or cpu)")
     return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 on CUDA (where supported), fp32 elsewhere; refuse what can't run."""
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return "bf16" if cuda_bf16 else "fp32"
+    can = {"cuda": ("fp32", "fp16") + (("bf16",) if cuda_bf16 else ()),
+           "cpu": ("fp32", "bf16", "fp16")}.get(device.type, ("fp32",))
+    if name not in can:
+        raise GanError(f"train.precision: {name} is not available on this {device.type} "
+                       f"device (allowed here: auto, {', '.join(can)})")
+    return name
+
+
+def resolve_memory_format(name: str, device: torch.device, arch: str) -> torch.memory_format:
+    """``auto``: channels_last for convolutional models on CUDA, where it is faster.
+
+    On the CPU it is also faster for dcgan but changes the last bits of every run, so it
+    is only used there when asked for.
+    """
+    if name == "auto":
+        name = "channels_last" if device.type == "cuda" and arch != "mlp" else "contiguous"
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
+def world_info() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextmanager
+def process_group(device_name: str) -> Iterator[int]:
+    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, else gloo).
+
+    Yields this process's rank (0 without torchrun).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield 0
+        return
+    cuda = select_device(device_name).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield dist.get_rank()
+    finally:
+        dist.destroy_process_group()
 
 
 def seed_everything(seed: int) -> None:
@@ -164,14 +222,23 @@ def train(
     ``checkpoint_every`` steps and on SIGINT/SIGTERM, and a matching file resumes the run.
     """
     device = select_device(train_cfg.device)
+    rank, world = world_info()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    precision = resolve_precision(train_cfg.precision, device)
+    memory_format = resolve_memory_format(train_cfg.memory_format, device, model_cfg.arch)
     set_deterministic(train_cfg.deterministic)
     seed_everything(seed)
     image_shape = tuple(data["images"].shape[1:])
     num_classes = len(data["classes"])
     models.validate(model_cfg, train_cfg)
     generator, discriminator = models.build(model_cfg, image_shape, num_classes)
-    generator.to(device).train()
-    discriminator.to(device).train()
+    generator.to(device, memory_format=memory_format).train()
+    discriminator.to(device, memory_format=memory_format).train()
+    if world > 1:
+        # Same weights on every rank (same seed, and DDP broadcasts rank 0's); each rank
+        # then draws its own dropout masks and penalty interpolates.
+        torch.manual_seed(seed + 1_000_003 * rank)
     ema = None
     if train_cfg.ema_decay is not None:
         ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay),
@@ -188,17 +255,49 @@ def train(
         return 1.0 - done / steps if train_cfg.lr_decay == "linear" else 1.0
 
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
-    batches = DeviceBatches(data["images"], data["labels"], train_cfg.batch_size, seed, device)
+    # fp16 needs loss scaling, one scaler per network; disabled scalers are no-ops.
+    scalers = [torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+               for _ in (opt_g, opt_d)]
+    scaler_g, scaler_d = scalers
+    batches = DeviceBatches(data["images"], data["labels"], train_cfg.batch_size, seed, device,
+                            rank, world)
     noise_gen = torch.Generator(device=device).manual_seed(seed)
-    batch = train_cfg.batch_size
+    batch = train_cfg.batch_size  # the global batch: each rank keeps its share of the noise
+    share = slice(batches.offset, batches.offset + batches.share)
     print_fingerprint = fingerprint(seed, model_cfg, train_cfg, data["images"])
+    if world > 1 and resume_path is not None:
+        if rank == 0 and Path(resume_path).is_file():
+            say(f"train: resuming is not supported with {world} processes; ignoring "
+                f"{resume_path} and starting from step 0")
+        resume_path = None
+
+    compiled = torch.compile if train_cfg.compile else (lambda module: module)
+    # g_run and d_run compute what the optimizers step on (DDP all-reduces their
+    # gradients); the plain modules serve the rest: no-grad fakes, D inside the G step (its
+    # gradients are discarded) and the gradient penalty (double backward, which neither
+    # DDP's reducer nor torch.compile supports).
+    g_plain, d_plain = compiled(generator), compiled(discriminator)
+    g_run, d_run = g_plain, d_plain
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        g_run = compiled(DistributedDataParallel(generator, device_ids=ids,
+                                                 broadcast_buffers=False))
+        d_run = compiled(DistributedDataParallel(discriminator, device_ids=ids,
+                                                 broadcast_buffers=False))
+    amp_dtype = AUTOCAST_DTYPES[precision]
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     def noise() -> tuple[torch.Tensor, torch.Tensor | None]:
         """A latent batch and, for conditional models, the classes asked of G."""
         z = models.latent_noise(model_cfg.noise, batch, model_cfg.latent_dim, device, noise_gen)
-        if not model_cfg.conditional:
-            return z, None
-        return z, torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
+        labels = None
+        if model_cfg.conditional:
+            labels = torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
+        if world > 1:  # every rank draws the global batch's noise, so the union is the same
+            z, labels = z[share], labels[share] if labels is not None else None
+        return z, labels
 
     def readout(scores: torch.Tensor) -> torch.Tensor:
         # D(x) as a probability where D outputs logits, else the raw score.
@@ -228,6 +327,7 @@ def train(
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             "schedulers": [s.state_dict() for s in schedulers],
+            "scalers": [s.state_dict() for s in scalers],
             "batches_drawn": batches.drawn,
             "rng": _rng_state(noise_gen),
             "log_sums": sums.cpu().clone(),
@@ -248,6 +348,9 @@ def train(
             opt_d.load_state_dict(saved["opt_d"])
             for sched, sched_state in zip(schedulers, saved["schedulers"], strict=True):
                 sched.load_state_dict(sched_state)
+            for scaler, scaler_state in zip(scalers, saved.get("scalers", [{}, {}]), strict=True):
+                if scaler_state:
+                    scaler.load_state_dict(scaler_state)
             batches.drawn = saved["batches_drawn"]
             _set_rng_state(saved["rng"], noise_gen)
             sums.copy_(saved["log_sums"].to(device))
@@ -272,41 +375,59 @@ def train(
             # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
             for _ in range(train_cfg.d_steps):
                 real, real_labels = batches.next()
+                if memory_format is torch.channels_last:
+                    real = real.contiguous(memory_format=memory_format)
                 real_labels = real_labels if model_cfg.conditional else None
                 z, fake_labels = noise()
-                with torch.no_grad():
-                    fake = generator(z, fake_labels)
-                real_scores = discriminator(real, real_labels)
-                fake_scores = discriminator(fake, fake_labels)
-                d_loss = loss.d(real_scores, fake_scores, real_target)
+                with torch.no_grad(), autocast():
+                    fake = g_plain(z, fake_labels)
+                with autocast():
+                    real_scores = d_run(real, real_labels)
+                    fake_scores = d_run(fake, fake_labels)
+                # Losses in fp32 (.float() is a no-op there).
+                d_loss = loss.d(real_scores.float(), fake_scores.float(), real_target)
                 if loss.gradient_penalty:
-                    # (||grad D(x_hat)||_2 - 1)^2 at random interpolates (Gulrajani et al.)
+                    # (||grad D(x_hat)||_2 - 1)^2 at random interpolates (Gulrajani et al.),
+                    # in fp32 outside autocast and before loss scaling, so its input
+                    # gradient is the true one; its weight gradients are then scaled and
+                    # unscaled with the rest of d_loss.
                     d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
-                        discriminator, real, fake, real_labels)
+                        discriminator, real, fake.float(), real_labels)
                 opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
+                scaler_d.scale(d_loss).backward()
+                if train_cfg.grad_clip is not None:
+                    scaler_d.unscale_(opt_d)
                 clip(discriminator)
-                opt_d.step()
+                scaler_d.step(opt_d)  # skipped (and the scale lowered) on inf/nan gradients
+                scaler_d.update()
 
             # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
             z, fake_labels = noise()
-            g_loss = loss.g(discriminator(generator(z, fake_labels), fake_labels))
+            with autocast():
+                g_scores = d_plain(g_run(z, fake_labels), fake_labels)
+            g_loss = loss.g(g_scores.float())
             opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            scaler_g.scale(g_loss).backward()
+            if train_cfg.grad_clip is not None:
+                scaler_g.unscale_(opt_g)
             clip(generator)
-            opt_g.step()
+            scaler_g.step(opt_g)
+            scaler_g.update()
             for sched in schedulers:
                 sched.step()
             if ema is not None:
                 ema.update_parameters(generator)
 
-            real_scores, fake_scores = real_scores.detach(), fake_scores.detach()
+            real_scores, fake_scores = real_scores.detach().float(), fake_scores.detach().float()
             sums += torch.stack([d_loss.detach(), g_loss.detach(),
                                  readout(real_scores), readout(fake_scores),
                                  (real_scores > loss.threshold).float().mean(),
                                  (fake_scores <= loss.threshold).float().mean()])
             counted += 1
             if step % train_cfg.log_every == 0 or step == steps:
+                if world > 1:  # log the global batch's means, the same on every rank
+                    dist.all_reduce(sums)
+                    sums /= world
                 means = (sums / counted).tolist()  # the one host-device sync per log interval
                 record = dict(zip(LOG_KEYS, means, strict=True))
                 bad = [k for k, v in record.items() if not np.isfinite(v)]

@@ -1,5 +1,12 @@
-"""Stage train: fit the GAN variant of params.yaml and write its checkpoint and log."""
+"""Stage train: fit the GAN variant of params.yaml and write its checkpoint and log.
 
+With train.devices > 1 (and no torchrun around it) the stage relaunches itself under
+torchrun; under torchrun every rank trains and rank 0 alone writes the outputs.
+"""
+
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from dvclive import Live
@@ -24,6 +31,19 @@ def main() -> None:
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
+    if train_cfg.devices > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 f"--nproc_per_node={train_cfg.devices}", "-m", "stages.train",
+                                 *sys.argv[1:]]).returncode)
+    with train.process_group(train_cfg.device) as rank:
+        if rank == 0:
+            fit(args, seed, model_cfg, train_cfg)
+        else:  # the other ranks train their share and write nothing
+            train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
+                        progress=False)
+
+
+def fit(args, seed, model_cfg, train_cfg) -> None:
     train_data = data.load_prepared(args.data, "train")
     every = train_cfg.snapshot_every if args.evolution else 0
     if every:

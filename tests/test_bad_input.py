@@ -52,8 +52,9 @@ def test_every_key_wrong_type_range_and_spelling(section, key, field):
         assert message.startswith((f"{section}.{key}: got ", f"{section}.{key}[1]: got "))
         assert "allowed:" in message or "must be" in message
 
-    misspelt = {k if k != key else key + "s": v for k, v in base.items()}
-    assert error(misspelt).startswith(f"{section}.{key}s: unknown key, allowed keys: ")
+    wrong = key + "s" if key + "s" not in base else key + "_"  # train.devices is a key
+    misspelt = {k if k != key else wrong: v for k, v in base.items()}
+    assert error(misspelt).startswith(f"{section}.{wrong}: unknown key, allowed keys: ")
 
 
 def test_bad_seed_through_the_train_stage(tmp_path):

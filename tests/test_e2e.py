@@ -152,3 +152,49 @@ def test_bad_param_through_dvc_repro_keeps_the_cached_outputs(repo):
     sh(repo, "dvc", "checkout", "-f")
     sh(repo, "git", "checkout", "--", "metrics")
     assert "up to date" in sh(repo, "dvc", "status")
+
+
+def test_queued_experiments_run_side_by_side(tmp_path):
+    """Two `dvc exp run --queue -S` experiments, two queue workers, both in exp show."""
+    import time
+
+    repo = copy_project(tmp_path / "sweep")
+    for stale in ("dvc.lock", "metrics"):
+        subprocess.run(["rm", "-rf", str(repo / stale)], check=True)
+    tiny_params(repo / "params.yaml")
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny project")
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline run")
+    for lr in ("3e-4", "5e-4"):
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 240
+    while True:
+        status = sh(repo, "dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    sh(repo, "dvc", "queue", "stop", "--kill")
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and "params" in data and data.get("metrics"):
+                metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
+                if metrics.get("step") == 6:
+                    found.add(str(data["params"]["params.yaml"]["data"]["train"]["lr"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(shown)
+    assert {"3e-4", "5e-4"} <= found or {"0.0003", "0.0005"} <= found, found
