@@ -35,15 +35,17 @@ def main() -> None:
         sys.exit(subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                  f"--nproc_per_node={train_cfg.devices}", "-m", "stages.train",
                                  *sys.argv[1:]]).returncode)
+    # only evaluate.train_fid_samples is read: see dvc.yaml
+    eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with train.process_group(train_cfg.device) as rank:
         if rank == 0:
-            fit(args, seed, model_cfg, train_cfg)
+            fit(args, seed, model_cfg, train_cfg, eval_cfg)
         else:  # the other ranks train their share and write nothing
             train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
                         progress=False)
 
 
-def fit(args, seed, model_cfg, train_cfg) -> None:
+def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
     train_data = data.load_prepared(args.data, "train")
     every = train_cfg.snapshot_every if args.evolution else 0
     if every:
@@ -55,7 +57,6 @@ def fit(args, seed, model_cfg, train_cfg) -> None:
     if train_cfg.eval_every > 0:
         if args.classifier is None:
             raise GanError("train.eval_every: the FID during training needs --classifier")
-        eval_cfg = load_section(params, "evaluate")  # only train_fid_samples: see dvc.yaml
         classifier, classifier_cfg = metrics.load_classifier(args.classifier)
         metrics.check_compatible(classifier_cfg, args.classifier, training_images=(
             train_data["images"].shape[1:], train_data["classes"]))

@@ -82,7 +82,8 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     torch.save(tiny_split(n=40, seed=1), prepared / "test.pt")
     params = yaml.safe_load(yaml.safe_dump(params))
     params["model"].update(arch="mlp")
-    params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu", snapshot_every=3)
+    params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu", snapshot_every=3,
+                           eval_every=0)
     params["sample"].update(n=9, real_vs_fake=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(tmp_path / "params.yaml")]
