@@ -30,7 +30,7 @@ def setup(tmp_path_factory, params_module):
     params = yaml.safe_load(yaml.safe_dump(params_module))
     params["model"].update(arch="dcgan", latent_dim=8, g_channels=8, d_channels=8)
     params["train"].update(steps=STEPS, log_every=10, batch_size=16, checkpoint_every=20,
-                           device="cpu", ema_decay=0.9, lr_decay="linear")
+                           device="cpu", ema_decay=0.9, lr_decay="linear", eval_every=0)
     (base / "params.yaml").write_text(yaml.safe_dump(params))
     return base
 

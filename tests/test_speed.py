@@ -111,7 +111,7 @@ def ddp_setup(base: Path, devices: int) -> list[str]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"].update(arch="mlp", latent_dim=8)
     params["train"].update(steps=20, log_every=5, batch_size=64, device="cpu", devices=devices,
-                           snapshot_every=0, checkpoint_every=0)
+                           snapshot_every=0, checkpoint_every=0, eval_every=0)
     (base / "params.yaml").write_text(yaml.safe_dump(params))
     return [sys.executable, "-m", "stages.train", "--params", str(base / "params.yaml"),
             "--data", str(prepared), "--checkpoint", str(base / "out" / "gan.pt"),
