@@ -264,7 +264,7 @@ def train(
     noise_gen = torch.Generator(device=device).manual_seed(seed)
     batch = train_cfg.batch_size  # the global batch: each rank keeps its share of the noise
     share = slice(batches.offset, batches.offset + batches.share)
-    print_fingerprint = fingerprint(seed, model_cfg, train_cfg, data["images"])
+    run_fingerprint = fingerprint(seed, model_cfg, train_cfg, data["images"])
     if world > 1 and resume_path is not None:
         if rank == 0 and Path(resume_path).is_file():
             say(f"train: resuming is not supported with {world} processes; ignoring "
@@ -316,7 +316,7 @@ def train(
     def state(step: int) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
-            "fingerprint": print_fingerprint,
+            "fingerprint": run_fingerprint,
             "config": {"seed": seed, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
                        "image_shape": list(image_shape), "classes": list(data["classes"])},
             "step": step,
@@ -337,7 +337,7 @@ def train(
 
     start = 0
     if resume_path is not None and Path(resume_path).is_file():
-        saved = _load_resume(Path(resume_path), print_fingerprint, say)
+        saved = _load_resume(Path(resume_path), run_fingerprint, say)
         if saved is not None:
             generator.load_state_dict(saved["generator"])
             discriminator.load_state_dict(saved["discriminator"])
