@@ -87,24 +87,25 @@ def test_repro_then_experiment_reruns_only_what_changed(repo):
     assert ran(second, "evaluate"), second
 
 
+def exp_records(node):
+    """Every revision's record (a "data" dict with params) anywhere in `dvc exp show --json`."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and "params" in data:
+            yield data
+        for value in node.values():
+            yield from exp_records(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from exp_records(value)
+
+
 def test_exp_show_holds_both_runs(repo):
     rows = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     found = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and "params" in data:
-                lr = data["params"]["params.yaml"]["data"]["train"]["lr"]
-                metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
-                found[str(lr)] = metrics
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(rows)
+    for data in exp_records(rows):
+        lr = data["params"]["params.yaml"]["data"]["train"]["lr"]
+        found[str(lr)] = data["metrics"]["metrics/train/metrics.json"]["data"]
     assert {"0.0002", "4e-4"} <= set(found) or {"0.0002", "0.0004"} <= set(found), found
     for metrics in found.values():
         assert metrics["step"] == 6 and set(metrics) >= {"d_loss", "g_loss"}
@@ -182,19 +183,9 @@ def test_queued_experiments_run_side_by_side(tmp_path):
     sh(repo, "dvc", "queue", "stop", "--kill")
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     found = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and "params" in data and data.get("metrics"):
-                metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
-                if metrics.get("step") == 6:
-                    found.add(str(data["params"]["params.yaml"]["data"]["train"]["lr"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(shown)
+    for data in exp_records(shown):
+        if data.get("metrics"):
+            metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
+            if metrics.get("step") == 6:
+                found.add(str(data["params"]["params.yaml"]["data"]["train"]["lr"]))
     assert {"3e-4", "5e-4"} <= found or {"0.0003", "0.0005"} <= found, found
