@@ -82,6 +82,7 @@ class TrainConfig:
     grad_clip: float | None = _opt(None, gt=0.0)
     lr_decay: str = _opt("constant", choices=LR_DECAYS)
     ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
+    mode_seeking: float = _opt(0.0, min=0.0)
     log_every: int = _opt(min=1)
     eval_every: int = _opt(0, min=0)
     snapshot_every: int = _opt(0, min=0)

@@ -101,6 +101,22 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     return ((norms - 1.0) ** 2).mean()
 
 
+def mode_seeking(images: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
+    """Mode-seeking term (Mao et al., 2019): 1 / (mean|x1 - x2| / mean|z1 - z2| + eps).
+
+    Pairs are the first and second halves of ``images`` (B, ...) and their latents ``z``
+    (B, D); an odd last row is left out. The ratio is how far G moves its images per unit
+    of latent distance; G minimises ``train.mode_seeking`` times this term, so latents that
+    differ must give images that differ. For a conditional G both halves share labels.
+    """
+    half = images.shape[0] // 2
+    if half == 0:
+        raise ValueError("mode_seeking needs at least 2 images to pair, got 1")
+    image_gap = (images[:half] - images[half:2 * half]).abs().mean()
+    latent_gap = (z[:half] - z[half:2 * half]).abs().mean()
+    return 1.0 / (image_gap / latent_gap + eps)
+
+
 @dataclass(frozen=True)
 class Loss:
     d: Callable[..., Tensor]  # (real (B,), fake (B,), real_target=1.0) -> scalar

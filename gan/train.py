@@ -289,14 +289,18 @@ def train(
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
-    def noise() -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A latent batch and, for conditional models, the classes asked of G."""
+    def noise(paired: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A latent batch and, for conditional models, the classes asked of G; ``paired``
+        gives the second half of this rank's batch the first half's classes."""
         z = models.latent_noise(model_cfg.noise, batch, model_cfg.latent_dim, device, noise_gen)
         labels = None
         if model_cfg.conditional:
             labels = torch.randint(num_classes, (batch,), device=device, generator=noise_gen)
         if world > 1:  # every rank draws the global batch's noise, so the union is the same
             z, labels = z[share], labels[share] if labels is not None else None
+        if paired and labels is not None:
+            half = labels.shape[0] // 2
+            labels[half:2 * half] = labels[:half]
         return z, labels
 
     def readout(scores: torch.Tensor) -> torch.Tensor:
@@ -402,10 +406,13 @@ def train(
                 scaler_d.update()
 
             # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
-            z, fake_labels = noise()
+            z, fake_labels = noise(paired=train_cfg.mode_seeking > 0)
             with autocast():
-                g_scores = d_plain(g_run(z, fake_labels), fake_labels)
+                fake = g_run(z, fake_labels)
+                g_scores = d_plain(fake, fake_labels)
             g_loss = loss.g(g_scores.float())
+            if train_cfg.mode_seeking > 0:
+                g_loss = g_loss + train_cfg.mode_seeking * losses.mode_seeking(fake.float(), z)
             opt_g.zero_grad(set_to_none=True)
             scaler_g.scale(g_loss).backward()
             if train_cfg.grad_clip is not None:

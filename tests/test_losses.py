@@ -142,3 +142,32 @@ def test_gradient_penalty_draws_alpha_and_leaves_g_alone():
     assert penalty.ndim == 0 and torch.isfinite(penalty)
     penalty.backward()
     assert fake.grad is None  # fakes are detached: the penalty never moves G
+
+
+def test_mode_seeking_by_hand():
+    # Pairs (row 0, row 2) and (row 1, row 3); the odd row 4 is left out.
+    images = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [1.0, -1.0], [9.0, 9.0]])
+    z = torch.tensor([[0.0], [0.0], [2.0], [1.0], [5.0]])
+    image_gap = (0.5 + 1.0 + 0.0 + 2.0) / 4
+    latent_gap = (2.0 + 1.0) / 2
+    expected = 1.0 / (image_gap / latent_gap + 1e-5)
+    assert_close(losses.mode_seeking(images, z), torch.tensor(expected))
+
+
+def test_mode_seeking_falls_as_paired_images_move_apart():
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    images = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.1
+    images.requires_grad_(True)
+    before = losses.mode_seeking(images, z)
+    before.backward()
+    with torch.no_grad():  # one step of gradient descent, as G takes
+        moved = images - 0.01 * images.grad
+    after = losses.mode_seeking(moved, z)
+    assert after < before
+    first, second = moved[:4] - moved[4:], images[:4] - images[4:]
+    assert first.abs().mean() > second.abs().mean()  # the pairs drifted apart
+
+
+def test_mode_seeking_needs_a_pair():
+    with pytest.raises(ValueError, match="at least 2 images"):
+        losses.mode_seeking(torch.zeros(1, 4), torch.zeros(1, 2))

@@ -18,8 +18,8 @@ def cfg(arch: str, conditioning: str | None = None, **overrides) -> ModelConfig:
 
 
 def train_cfg(loss: str, **overrides) -> TrainConfig:
-    return TrainConfig(loss=loss, optimizer="adam", lr=1e-3, batch_size=BATCH, steps=1,
-                       log_every=1, **overrides)
+    base = dict(optimizer="adam", lr=1e-3, batch_size=BATCH, steps=1, log_every=1)
+    return TrainConfig(loss=loss, **{**base, **overrides})
 
 
 def allowed_cfg(arch: str, conditioning: str | None, loss: str) -> ModelConfig:
@@ -195,6 +195,11 @@ def test_one_step_at_larger_rgb_sizes(arch, size, channels, loss_name):
      "data.path: missing; data.dataset: image_folder reads the folder it names"),
     (dict(arch="mlp"), dict(loss="hinge"), dict(dataset="mnist", image_size=28, channels=3),
      "data.channels: got 3, but mnist is grayscale"),
+    (dict(arch="dcgan"), dict(loss="hinge", mode_seeking=1.0, batch_size=1), None,
+     "train.mode_seeking: got 1.0, but it pairs images within each process's batch, which "
+     "has 1; raise train.batch_size to at least 2 or set it to 0.0"),
+    (dict(arch="dcgan"), dict(loss="hinge", mode_seeking=0.5, batch_size=6, devices=4), None,
+     "which has 1; raise train.batch_size to at least 8"),
 ])
 def test_refused_combinations_say_why(model, train, data, message):
     data_cfg = None if data is None else DataConfig(**data)
@@ -206,6 +211,7 @@ def test_refused_combinations_say_why(model, train, data, message):
     (dict(arch="mlp"), dict(loss="wgan_gp")),  # mlp's D has no batch norm to couple
     (dict(arch="dcgan", d_norm="none", spectral_norm=True), dict(loss="wgan_gp")),
     (dict(arch="resize_conv"), dict(loss="minimax", label_smoothing=0.1)),
+    (dict(arch="dcgan"), dict(loss="hinge", mode_seeking=1.0, batch_size=2)),
 ])
 def test_sensible_combinations_pass(model, train):
     models.validate(cfg(**model), train_cfg(**train),

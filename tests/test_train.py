@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gan import sample, train
+from gan import models, sample, train
 from gan.config import GanError, ModelConfig, TrainConfig
 
 from conftest import tiny_split
@@ -168,3 +168,29 @@ def test_uniform_noise_changes_the_run():
 def test_refused_combination_stops_before_training():
     with pytest.raises(GanError, match="train.loss: wgan_gp"):
         train.train(MODEL, train_cfg(loss="wgan_gp"), 0, tiny_split(), progress=False)
+
+
+def test_mode_seeking_pairs_classes_in_the_g_step_and_changes_the_run(monkeypatch):
+    model = ModelConfig(arch="dcgan", conditional=True, d_conditioning="concat",
+                        latent_dim=8, g_channels=4, d_channels=4)
+    asked: list[torch.Tensor] = []  # the classes of each G step, where G gets gradients
+    build = models.build
+
+    def spying_build(*args, **kwargs):
+        generator, discriminator = build(*args, **kwargs)
+        generator.register_forward_pre_hook(
+            lambda module, inputs: asked.append(inputs[1].clone())
+            if torch.is_grad_enabled() else None)
+        return generator, discriminator
+
+    monkeypatch.setattr(models, "build", spying_build)
+    plain = train.train(model, train_cfg(steps=3), 0, tiny_split(), progress=False)
+    assert len(asked) == 3
+    assert not any(torch.equal(y[:8], y[8:]) for y in asked)  # 16 random classes, unpaired
+    asked.clear()
+    seeking = train.train(model, train_cfg(steps=3, mode_seeking=1.0), 0, tiny_split(),
+                          progress=False)
+    assert len(asked) == 3
+    assert all(torch.equal(y[:8], y[8:]) for y in asked)
+    assert any(not torch.equal(plain.checkpoint["generator"][k], seeking.checkpoint["generator"][k])
+               for k in plain.checkpoint["generator"])

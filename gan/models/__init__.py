@@ -123,8 +123,16 @@ def _check_data(m: ModelConfig, t: TrainConfig, d: DataConfig | None) -> str | N
     return None
 
 
+def _check_mode_seeking(m: ModelConfig, t: TrainConfig, d: DataConfig | None) -> str | None:
+    if t.mode_seeking > 0 and t.batch_size // t.devices < 2:
+        return (f"train.mode_seeking: got {t.mode_seeking}, but it pairs images within each "
+                f"process's batch, which has {t.batch_size // t.devices}; raise "
+                f"train.batch_size to at least {2 * t.devices} or set it to 0.0")
+    return None
+
+
 RULES = (_check_norm_for_penalty, _check_penalty_weight, _check_norm_exists,
-         _check_smoothing, _check_image_size, _check_data)
+         _check_smoothing, _check_image_size, _check_data, _check_mode_seeking)
 
 
 def validate(model_cfg: ModelConfig, train_cfg: TrainConfig,
