@@ -101,6 +101,12 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     return ((norms - 1.0) ** 2).mean()
 
 
+def pair_halves(n: int) -> tuple[slice, slice]:
+    """The rows paired by ``mode_seeking`` in a batch of ``n``: [0, n//2) with the next n//2."""
+    half = n // 2
+    return slice(0, half), slice(half, 2 * half)
+
+
 def mode_seeking(images: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
     """Mode-seeking term (Mao et al., 2019): 1 / (mean|x1 - x2| / mean|z1 - z2| + eps).
 
@@ -109,11 +115,11 @@ def mode_seeking(images: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
     of latent distance; G minimises ``train.mode_seeking`` times this term, so latents that
     differ must give images that differ. For a conditional G both halves share labels.
     """
-    half = images.shape[0] // 2
-    if half == 0:
+    if images.shape[0] < 2:
         raise ValueError("mode_seeking needs at least 2 images to pair, got 1")
-    image_gap = (images[:half] - images[half:2 * half]).abs().mean()
-    latent_gap = (z[:half] - z[half:2 * half]).abs().mean()
+    first, second = pair_halves(images.shape[0])
+    image_gap = (images[first] - images[second]).abs().mean()
+    latent_gap = (z[first] - z[second]).abs().mean()
     return 1.0 / (image_gap / latent_gap + eps)
 
 

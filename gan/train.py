@@ -285,6 +285,7 @@ def train(
         d_run = compiled(DistributedDataParallel(discriminator, device_ids=ids,
                                                  broadcast_buffers=False))
     amp_dtype = AUTOCAST_DTYPES[precision]
+    seeking = train_cfg.mode_seeking > 0
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -299,8 +300,8 @@ def train(
         if world > 1:  # every rank draws the global batch's noise, so the union is the same
             z, labels = z[share], labels[share] if labels is not None else None
         if paired and labels is not None:
-            half = labels.shape[0] // 2
-            labels[half:2 * half] = labels[:half]
+            first, second = losses.pair_halves(labels.shape[0])
+            labels[second] = labels[first]
         return z, labels
 
     def readout(scores: torch.Tensor) -> torch.Tensor:
@@ -406,12 +407,12 @@ def train(
                 scaler_d.update()
 
             # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
-            z, fake_labels = noise(paired=train_cfg.mode_seeking > 0)
+            z, fake_labels = noise(paired=seeking)
             with autocast():
                 fake = g_run(z, fake_labels)
                 g_scores = d_plain(fake, fake_labels)
             g_loss = loss.g(g_scores.float())
-            if train_cfg.mode_seeking > 0:
+            if seeking:
                 g_loss = g_loss + train_cfg.mode_seeking * losses.mode_seeking(fake.float(), z)
             opt_g.zero_grad(set_to_none=True)
             scaler_g.scale(g_loss).backward()
