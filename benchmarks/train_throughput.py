@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from gan import data, losses, models, train
+from gan import data, losses, models, runtime, train
 from gan.config import load_section, read_params
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -170,7 +170,7 @@ def main() -> None:
     args = p.parse_args()
 
     params = read_params(args.params)
-    device = train.select_device(args.device)
+    device = runtime.select_device(args.device)
     split = data.load_prepared(args.data, "train")
     shape, classes = tuple(split["images"].shape[1:]), len(split["classes"])
     rate = matmul_rate(device)

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from gan import sample
-from gan.config import INTERPOLATIONS, GanError
-from gan.train import load_generator
+from gan.errors import GanError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="images (grid: 64, images: 16) or walks (walk: 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent batch (default 0)")
     p.add_argument("--steps", type=int, default=10, help="walk: images per walk (default 10)")
-    p.add_argument("--method", choices=INTERPOLATIONS, default="auto",
+    p.add_argument("--method", choices=("auto", *sample.INTERPOLATIONS), default="auto",
                    help="walk: linear, spherical, or auto (spherical for normal noise)")
     p.add_argument("--label", type=int, default=None,
                    help="conditional models: the class of every image (default: cycle)")
@@ -61,20 +60,20 @@ def sample_command(args: argparse.Namespace) -> str:
         raise GanError(f"--n: got {n}, allowed: 1 to 4096")
     if args.steps < 2:
         raise GanError(f"--steps: got {args.steps}, must be at least 2")
-    generator, config = load_generator(args.checkpoint)
-    model, classes = config["model"], config["classes"]
-    dim, noise = model["latent_dim"], model["noise"]
+    trained = sample.load_generator(args.checkpoint)
+    generator, model, classes = trained.generator, trained.model, trained.classes
+    dim, noise = model.latent_dim, model.noise
     if args.mode == "walk":
         method = sample.interpolation_method(args.method, noise)
         z = sample.interpolation_latents(n, args.steps, dim, args.seed, noise, method)
-        row_labels = _labels(n, args.label, classes, model["conditional"])
+        row_labels = _labels(n, args.label, classes, model.conditional)
         labels = None if row_labels is None else row_labels.repeat_interleave(args.steps)
         images = sample.generate(generator, z, labels)
         sample.save_png(sample.to_grid_image(images, nrow=args.steps), args.out)
         return f"gan-sample: {n} {method} walks of {args.steps} images -> {args.out}"
     z = sample.fixed_latent(n, dim, args.seed, noise)
     images = sample.generate(generator, z, _labels(n, args.label, classes,
-                                                   model["conditional"]))
+                                                   model.conditional))
     if args.mode == "grid":
         sample.save_png(sample.to_grid_image(images), args.out)
         return f"gan-sample: {n} images (seed {args.seed}) -> {args.out}"

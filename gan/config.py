@@ -2,6 +2,9 @@
 
 Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
 bounds), ``gt`` (exclusive lower bound) and ``help`` (the text a bad value is told).
+A key that names an entry of a registry (``model.arch``, ``train.loss``, ...) is checked
+against that registry where it is looked up (``choose``), so its names are written once;
+``gan.validate`` looks every one up before a run starts.
 """
 
 from __future__ import annotations
@@ -10,42 +13,38 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from gan.errors import ConfigError, GanError
 
-class GanError(Exception):
-    """An error the user can fix; stages print its one-line message and exit non-zero."""
-
-
-class ConfigError(GanError):
-    """A params value that is missing, unknown, mistyped or out of range."""
+T = TypeVar("T")
 
 
 def _opt(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
-DATASETS = ("fashion_mnist", "mnist", "kmnist", "image_folder")
-ARCHS = ("mlp", "dcgan", "resize_conv")
-LOSSES = ("minimax", "non_saturating", "lsgan", "hinge", "wgan_gp")
-NOISES = ("normal", "uniform")
-D_CONDITIONING = ("concat", "projection")
-D_NORMS = ("batch", "layer", "none")
-LR_DECAYS = ("constant", "linear")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+def choose(registry: Mapping[str, T], key: str, name: str) -> T:
+    """``registry[name]``, or a ConfigError naming ``key`` and the registry's names."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise ConfigError(f"{key}: got {name!r}, allowed: {', '.join(registry)}") from None
+
+
+# Keys with no registry behind them.
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-INTERPOLATIONS = ("auto", "linear", "spherical")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    dataset: str = _opt(choices=DATASETS)
+    dataset: str = _opt()  # gan.data.DATASET_NAMES
     image_size: int = _opt(min=8, max=256)
     mirror: str | None = _opt(None)
     path: str | None = _opt(None)  # image_folder: the folder of the user's images
@@ -54,14 +53,14 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    arch: str = _opt(choices=ARCHS)
+    arch: str = _opt()  # gan.models.ARCHS
     conditional: bool = _opt(False)
-    d_conditioning: str = _opt("projection", choices=D_CONDITIONING)
+    d_conditioning: str = _opt("projection")  # gan.models.blocks.D_CONDITIONING
     latent_dim: int = _opt(min=1, max=4096)
-    noise: str = _opt("normal", choices=NOISES)
+    noise: str = _opt("normal")  # gan.models.NOISES
     g_channels: int = _opt(min=1, max=4096)
     d_channels: int = _opt(min=1, max=4096)
-    d_norm: str = _opt("batch", choices=D_NORMS)
+    d_norm: str = _opt("batch")  # gan.models.blocks.NORMS
     spectral_norm: bool = _opt(False)
     kernel_size: int = _opt(5, choices=(3, 5))
     dropout: float = _opt(0.4, min=0.0, max=0.9)
@@ -69,8 +68,8 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    loss: str = _opt(choices=LOSSES)
-    optimizer: str = _opt(choices=OPTIMIZERS)
+    loss: str = _opt()  # gan.losses.LOSSES
+    optimizer: str = _opt()  # gan.optim.OPTIMIZERS
     lr: float = _opt(gt=0.0, max=1.0)
     lr_d: float | None = _opt(None, gt=0.0, max=1.0)
     betas: tuple[float, float] = _opt((0.5, 0.999), min=0.0, max=0.9999)
@@ -80,7 +79,7 @@ class TrainConfig:
     gp_weight: float = _opt(10.0, min=0.0)
     label_smoothing: float = _opt(0.0, min=0.0, max=0.5)
     grad_clip: float | None = _opt(None, gt=0.0)
-    lr_decay: str = _opt("constant", choices=LR_DECAYS)
+    lr_decay: str = _opt("constant")  # gan.optim.LR_DECAYS
     ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
     mode_seeking: float = _opt(0.0, min=0.0)
     log_every: int = _opt(min=1)
@@ -89,7 +88,7 @@ class TrainConfig:
     checkpoint_every: int = _opt(500, min=0)
     deterministic: bool = _opt(False)
     device: str = _opt("auto", choices=DEVICES)
-    precision: str = _opt("auto", choices=PRECISIONS)
+    precision: str = _opt("auto")  # auto or gan.runtime.AUTOCAST_DTYPES
     memory_format: str = _opt("auto", choices=MEMORY_FORMATS)
     compile: bool = _opt(False)
     devices: int = _opt(1, min=1, max=1024)
@@ -99,7 +98,7 @@ class TrainConfig:
 class SampleConfig:
     n: int = _opt(min=1, max=1024)
     seed: int = _opt(min=0)
-    interpolation: str = _opt("auto", choices=INTERPOLATIONS)
+    interpolation: str = _opt("auto")  # auto or gan.sample.INTERPOLATIONS
     interpolation_rows: int = _opt(6, min=1, max=64)
     interpolation_steps: int = _opt(10, min=2, max=64)
     arithmetic_seed: int = _opt(7, min=0)

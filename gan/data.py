@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from gan import image_folder
-from gan.config import ConfigError, GanError
+from gan.config import DataConfig, choose
+from gan.errors import ConfigError, GanError
 
 SPLITS = ("train", "test")
 IMAGE_FOLDER = "image_folder"
@@ -92,12 +93,28 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+# data.dataset: an IDX dataset above, or a folder of the user's own images.
+DATASET_NAMES = (*DATASETS, IMAGE_FOLDER)
+
+
 def dataset_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise GanError(f"data.dataset: unknown dataset {name!r}, allowed: "
-                       f"{', '.join([*DATASETS, IMAGE_FOLDER])}") from None
+    """The IDX dataset ``name`` (image_folder has no spec: its files are the user's)."""
+    return choose(DATASETS, "data.dataset", name)
+
+
+def check_channels(dataset: str, channels: int | None) -> None:
+    if dataset != IMAGE_FOLDER and channels is not None:
+        raise ConfigError(f"data.channels: got {channels}, but {dataset} is grayscale; set "
+                          f"null (it applies to image_folder only)")
+
+
+def check_config(cfg: DataConfig) -> None:
+    """Refuse a data section that names no dataset of the registry or misses what it needs."""
+    choose(dict.fromkeys(DATASET_NAMES), "data.dataset", cfg.dataset)
+    if cfg.dataset == IMAGE_FOLDER and cfg.path is None:
+        raise ConfigError("data.path: missing; data.dataset: image_folder reads the folder it "
+                          "names")
+    check_channels(cfg.dataset, cfg.channels)
 
 
 def _read_candidate(folder: Path, raw: RawFile) -> tuple[bytes, str | None, Path] | None:
@@ -257,9 +274,7 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int,
     if dataset == IMAGE_FOLDER:
         splits, classes, _ = image_folder.load(raw_dir, image_size, channels)
     else:
-        if channels is not None:
-            raise ConfigError(f"data.channels: got {channels}, but {dataset} is grayscale; "
-                              f"set null (it applies to image_folder only)")
+        check_channels(dataset, channels)
         classes = list(dataset_spec(dataset).classes)
         splits = load_raw(dataset, raw_dir)
     out_dir = Path(out_dir)

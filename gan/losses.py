@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gan.config import ConfigError
+from gan.config import choose
 
 Tensor = torch.Tensor
 
@@ -143,7 +143,4 @@ LOSSES: dict[str, Loss] = {
 
 
 def get(name: str) -> Loss:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ConfigError(f"train.loss: got {name!r}, allowed: {', '.join(LOSSES)}") from None
+    return choose(LOSSES, "train.loss", name)

@@ -1,8 +1,9 @@
 """Sample quality in a small classifier's feature space: FID, KID, IS, coverage, precision/recall.
 
 Inception-based scores download ImageNet weights at run time and suit 28 px grayscale
-poorly; here a small CNN trained on the real training split is the feature extractor
-(its penultimate layer) and the label oracle (its softmax), so every number is offline.
+poorly; here the small CNN of gan.classifier, trained on the real training split, is the
+feature extractor (its penultimate layer) and the label oracle (its softmax), so every
+number is offline.
 """
 
 from __future__ import annotations
@@ -10,24 +11,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan.config import ClassifierConfig, EvaluateConfig, GanError, ModelConfig, to_dict
-from gan.data import DeviceBatches
-from gan.sample import fixed_latent, grid_labels
+from gan.classifier import extract, label_accuracy
+from gan.config import EvaluateConfig, ModelConfig
+from gan.errors import GanError
+from gan.sample import Trained, fixed_latent, grid_labels
 from gan.sample import generate as sample_generate
-from gan.train import save_checkpoint, seed_everything, select_device
 
-CLASSIFIER_FORMAT = 1
-NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
 # KID's mean and std are over KID_SUBSETS random subsets of KID_SUBSET_SIZE samples (half the
 # smaller set when that is fewer); torchmetrics' 100 subsets cost ~25 s per KID on 2 CPU cores.
 KID_SUBSETS = 20
@@ -35,142 +30,12 @@ KID_SUBSET_SIZE = 1000
 PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
 
 
-class Classifier(nn.Module):
-    """A small CNN: images (B, C, S, S) in [-1, 1] -> class logits (B, K)."""
-
-    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, width: int = 16):
-        super().__init__()
-        channels = image_shape[0]
-
-        def conv(c_in: int, c_out: int) -> list[nn.Module]:
-            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                    nn.ReLU(inplace=True)]
-
-        self.body = nn.Sequential(
-            *conv(channels, width), nn.MaxPool2d(2),  # (B, w, S/2, S/2)
-            *conv(width, 2 * width), nn.MaxPool2d(2),  # (B, 2w, S/4, S/4)
-            *conv(2 * width, 4 * width),  # (B, 4w, S/4, S/4)
-            nn.AdaptiveAvgPool2d(7), nn.Flatten(),  # (B, 4w * 49); the identity at 28 px
-            nn.Linear(4 * width * 49, NUM_FEATURES, bias=False), nn.BatchNorm1d(NUM_FEATURES),
-            nn.ReLU(inplace=True),  # (B, F): the features
-        )
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(NUM_FEATURES, num_classes))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations (B, NUM_FEATURES)."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-@dataclass
-class ClassifierResult:
-    classifier: Classifier
-    checkpoint: dict[str, Any]
-    test_accuracy: float
-
-
-def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
-                     on_epoch: Callable[[int, float], None] | None = None) -> ClassifierResult:
-    """Fit the classifier on a prepared train split; ``on_epoch(epoch, test_accuracy)``."""
-    device = select_device("auto")
-    seed_everything(cfg.seed)
-    images, labels = train_data["images"], train_data["labels"]
-    if cfg.batch_size > images.shape[0]:
-        raise GanError(f"classifier.batch_size: got {cfg.batch_size}, must be at most the "
-                       f"{images.shape[0]} training images")
-    image_shape = tuple(images.shape[1:])
-    model = Classifier(image_shape, len(train_data["classes"]), cfg.width).to(device)
-    batches = DeviceBatches(images, labels, cfg.batch_size, cfg.seed, device)
-    steps = cfg.epochs * batches.per_epoch
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # One-cycle: a short warm-up then annealing to ~0 is what lets two epochs reach ~92%.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps,
-                                                   pct_start=0.15)
-    accuracy = float("nan")
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        for _ in range(batches.per_epoch):
-            x, y = batches.next()
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        model.eval()
-        accuracy = classifier_accuracy(model, test_data["images"], test_data["labels"],
-                                       cfg.batch_size)
-        if on_epoch is not None:
-            on_epoch(epoch, accuracy)
-    model.cpu()
-    checkpoint = {
-        "format": CLASSIFIER_FORMAT,
-        "config": {"classifier": to_dict(cfg), "image_shape": list(image_shape),
-                   "classes": list(train_data["classes"])},
-        "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "test_accuracy": accuracy,
-    }
-    return ClassifierResult(model, checkpoint, accuracy)
-
-
-def save_classifier(checkpoint: dict, path: Path) -> None:
-    save_checkpoint(checkpoint, path)  # atomic, as for the GAN
-
-
-def load_classifier(path: Path) -> tuple[Classifier, dict]:
-    """Rebuild a classifier from its file; returns (classifier in eval mode on CPU, config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GanError(f"{path}: classifier not found; run the classifier stage "
-                       f"(dvc repro classifier)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise GanError(f"{path}: not a readable classifier ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT \
-            or "classifier" not in ckpt:
-        raise GanError(f"{path}: not a classifier of this project (format "
-                       f"{CLASSIFIER_FORMAT} expected)")
-    cfg = ckpt["config"]
-    model = Classifier(tuple(cfg["image_shape"]), len(cfg["classes"]),
-                       cfg["classifier"]["width"])
-    model.load_state_dict(ckpt["classifier"])
-    return model.eval(), cfg
-
-
-def check_compatible(classifier_cfg: dict, where: Path, **image_sets: tuple) -> None:
-    """Raise GanError unless every ``name=(image_shape, classes)`` is what the classifier
-    at ``where`` was trained on."""
-    shape, classes = tuple(classifier_cfg["image_shape"]), list(classifier_cfg["classes"])
-    for name, (other_shape, other_classes) in image_sets.items():
-        if (tuple(other_shape), list(other_classes)) != (shape, classes):
-            raise GanError(f"{where}: trained on {shape} images of {len(classes)} classes, "
-                           f"but the {name} are {tuple(other_shape)} of {len(other_classes)} "
-                           f"classes; rerun dvc repro")
-
-
-@torch.no_grad()
-def extract(classifier: nn.Module, images: torch.Tensor,
-            batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, F), logits (N, K)), float64 on the CPU, of CPU images (N, C, S, S)."""
-    device = next(classifier.parameters()).device
-    feats, logits = [], []
-    for chunk in images.split(batch_size):
-        f = classifier.features(chunk.to(device))
-        # To the CPU first: MPS has no float64.
-        feats.append(f.cpu().double())
-        logits.append(classifier.head(f).cpu().double())
-    return torch.cat(feats), torch.cat(logits)
-
-
-def generate(generator: nn.Module, n: int, model: dict, num_classes: int, seed: int,
+def generate(generator: nn.Module, n: int, model: ModelConfig, num_classes: int, seed: int,
              batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded;
-    ``model`` is the checkpoint's model config."""
-    z = fixed_latent(n, model["latent_dim"], seed, model.get("noise", "normal"))
+    """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded."""
+    z = fixed_latent(n, model.latent_dim, seed, model.noise)
     # Balanced requests, so a conditional G's class histogram should be flat.
-    labels = grid_labels(n, num_classes, bool(model["conditional"]))
+    labels = grid_labels(n, num_classes, model.conditional)
     return sample_generate(generator, z, labels, batch_size), labels
 
 
@@ -276,15 +141,15 @@ def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, s
             "class_kl": class_kl(predicted, classes), "precision": precision, "recall": recall}
 
 
-def evaluate(generator: nn.Module, gan_config: dict, classifier: nn.Module, train_data: dict,
-             test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
+def evaluate(trained: Trained, classifier: nn.Module, train_data: dict, test_data: dict,
+             cfg: EvaluateConfig) -> dict[str, float]:
     """Scores of ``cfg.n_samples`` generated images against the real test split, and the
     same scores of as many real training images (the floor, keys ending in ``_real``)."""
     num_classes = len(test_data["classes"])
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
     test_radii = knn_radii(test_feats)  # shared by the samples' and the floor's P/R
 
-    images, asked = generate(generator, cfg.n_samples, gan_config["model"], num_classes,
+    images, asked = generate(trained.generator, cfg.n_samples, trained.model, num_classes,
                              cfg.seed, cfg.batch_size)
     fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
     scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii)
@@ -300,18 +165,6 @@ def evaluate(generator: nn.Module, gan_config: dict, classifier: nn.Module, trai
             **{f"{name}_real": value for name, value in floor.items()}}
 
 
-def label_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of images (logits (N, K)) the classifier assigns to ``labels`` (N,)."""
-    return float((logits.argmax(dim=1) == labels.to(logits.device)).double().mean())
-
-
-def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                        batch_size: int = 500) -> float:
-    """Test accuracy of a classifier in eval mode on CPU images and labels."""
-    _, logits = extract(classifier, images, batch_size)
-    return label_accuracy(logits, labels)
-
-
 def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: int,
                  model_cfg: ModelConfig, num_classes: int, seed: int,
                  batch_size: int = 500) -> Callable[[nn.Module], float]:
@@ -324,8 +177,7 @@ def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: in
         if not real:
             real.append(extract(classifier, real_images, batch_size)[0])
         # The same latents every time, so the curve moves only with the generator.
-        images, _ = generate(generator, n_samples, to_dict(model_cfg), num_classes, seed,
-                             batch_size)
+        images, _ = generate(generator, n_samples, model_cfg, num_classes, seed, batch_size)
         return fid(real[0], extract(classifier, images, batch_size)[0])
 
     return score

@@ -11,10 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from gan.config import GanError  # noqa: E402
+from gan.errors import GanError  # noqa: E402
+from gan.io import write_atomic  # noqa: E402
+
+# The logged metrics the loss-curve figure draws (the train stage logs them every log_every).
+CURVES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 
 
-def read_dvclive_metrics(plots_dir: Path, names: tuple[str, ...]) -> pd.DataFrame:
+def read_dvclive_metrics(plots_dir: Path, names: tuple[str, ...] = CURVES) -> pd.DataFrame:
     """One frame indexed by step with a column per metric, from dvclive's ``<name>.tsv`` files."""
     frames = []
     for name in names:
@@ -76,12 +80,8 @@ def arithmetic_figure(images: torch.Tensor, dpi: int = 100) -> plt.Figure:
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    """Write a figure as a PNG atomically, then free it."""
     try:
-        fig.savefig(tmp)
-        tmp.replace(path)
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png"))
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)

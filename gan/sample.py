@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +13,9 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from gan import models
-from gan.config import GanError, ModelConfig, SampleConfig
+from gan.config import ModelConfig, SampleConfig, build, choose
+from gan.errors import GanError
+from gan.io import read_checkpoint, write_atomic
 
 # Grids of the training snapshots: the train stage reads no sample.* params, so its fixed
 # batch is set here (seeded by the run's seed).
@@ -78,7 +79,8 @@ AUTO_INTERPOLATION = {"normal": "spherical", "uniform": "linear"}
 
 def interpolation_method(name: str, noise: str) -> str:
     """The walk named by sample.interpolation, resolving ``auto`` from model.noise."""
-    return AUTO_INTERPOLATION[noise] if name == "auto" else name
+    choose({"auto": None, **INTERPOLATIONS}, "sample.interpolation", name)
+    return choose(AUTO_INTERPOLATION, "model.noise", noise) if name == "auto" else name
 
 
 def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int, noise: str,
@@ -154,7 +156,7 @@ def mark_tiles(grid: Image.Image, is_fake: torch.Tensor, tile: tuple[int, int], 
 
 def save_png(image: Image.Image, path: Path) -> None:
     """Write a PNG atomically, so a failure never leaves a half-written picture."""
-    _save_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+    write_atomic(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 400) -> None:
@@ -163,32 +165,18 @@ def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 400) -> 
         raise GanError(f"{path}: no frames for the GIF (set train.snapshot_every > 0)")
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 4]
     first, *rest = [f.convert("P") if f.mode != "L" else f for f in frames]
-    _save_atomic(path, lambda tmp: first.save(tmp, format="GIF", save_all=True,
-                                              append_images=rest, duration=durations,
-                                              loop=0))
+    write_atomic(path, lambda handle: first.save(handle, format="GIF", save_all=True,
+                                                 append_images=rest, duration=durations,
+                                                 loop=0))
 
 
-def _save_atomic(path: Path, write: Callable[[str], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; pictures are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def pictures(generator: nn.Module, model: dict, num_classes: int, cfg: SampleConfig,
+def pictures(generator: nn.Module, model: ModelConfig, num_classes: int, cfg: SampleConfig,
              real: torch.Tensor) -> dict[str, Image.Image]:
     """The sample stage's pictures by file stem; class pictures only for conditional models.
 
     Each picture draws from its own offset of ``cfg.seed``, so no two share latents.
     """
-    dim, noise, conditional = model["latent_dim"], model["noise"], model["conditional"]
+    dim, noise, conditional = model.latent_dim, model.noise, model.conditional
     rows, steps = cfg.interpolation_rows, cfg.interpolation_steps
     method = interpolation_method(cfg.interpolation, noise)
     out = {}
@@ -219,11 +207,10 @@ def pictures(generator: nn.Module, model: dict, num_classes: int, cfg: SampleCon
     return out
 
 
-def arithmetic_images(generator: nn.Module, model: dict, num_classes: int,
-                      seed: int) -> torch.Tensor:
+def arithmetic_images(generator: nn.Module, model: ModelConfig, seed: int) -> torch.Tensor:
     """Images (4, C, H, W) of a, b, c and a - b + c; conditional models hold class 0."""
-    z = arithmetic_latents(model["latent_dim"], seed, model["noise"])
-    labels = torch.zeros(4, dtype=torch.long) if model["conditional"] else None
+    z = arithmetic_latents(model.latent_dim, seed, model.noise)
+    labels = torch.zeros(4, dtype=torch.long) if model.conditional else None
     return generate(generator, z, labels)
 
 
@@ -250,3 +237,35 @@ def evolution_hook(folder: Path, seed: int, model_cfg: ModelConfig,
         save_png(to_grid_image(generate(generator, z, labels)), folder / f"step_{step:06d}.png")
 
     return hook
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A generator rebuilt from a checkpoint, with what it was trained on."""
+
+    generator: nn.Module  # in eval mode; the EMA weights when the run kept them
+    model: ModelConfig
+    image_shape: tuple[int, int, int]
+    classes: list[str]
+
+
+def load_generator(path: Path, device: torch.device | None = None,
+                   prefer_ema: bool = True) -> Trained:
+    """Rebuild a checkpoint's generator (its EMA copy when there is one) from the file alone."""
+    path = Path(path)
+    ckpt = read_checkpoint(path, "checkpoint", "; run the train stage (dvc repro train)")
+    cfg = ckpt["config"]
+    model_cfg = build(ModelConfig, cfg["model"], "model")
+    image_shape = tuple(cfg["image_shape"])
+    generator, _ = models.build(model_cfg, image_shape, len(cfg["classes"]))
+    weights = ckpt["generator"]
+    if prefer_ema and ckpt.get("generator_ema") is not None:
+        weights = ckpt["generator_ema"]
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GanError(f"{path}: generator weights do not fit model.arch "
+                       f"{model_cfg.arch!r} ({first})") from None
+    generator.to(device or torch.device("cpu")).eval()
+    return Trained(generator, model_cfg, image_shape, list(cfg["classes"]))

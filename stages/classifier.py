@@ -3,8 +3,9 @@
 import time
 from pathlib import Path
 
-from gan import data, metrics
-from gan.config import load_section
+from gan import classifier, data
+from gan.config import load_section, read_params
+from gan.io import save_checkpoint, write_json
 from stages import common
 
 
@@ -14,17 +15,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="classifier file to write")
     p.add_argument("--metrics", type=Path, required=True, help="JSON of its test accuracy")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "classifier")
+    cfg = load_section(read_params(args.params), "classifier")
     train_data = data.load_prepared(args.data, "train")
     test_data = data.load_prepared(args.data, "test")
 
     start = time.perf_counter()
-    result = metrics.train_classifier(
+    result = classifier.train_classifier(
         cfg, train_data, test_data,
         on_epoch=lambda epoch, acc: print(f"classifier: epoch {epoch}/{cfg.epochs}, "
                                           f"test accuracy {acc:.4f}", flush=True))
-    metrics.save_classifier(result.checkpoint, args.out)
-    common.write_json({"test_accuracy": round(result.test_accuracy, 6)}, args.metrics)
+    save_checkpoint(result.checkpoint, args.out)
+    write_json({"test_accuracy": round(result.test_accuracy, 6)}, args.metrics)
     print(f"classifier: test accuracy {result.test_accuracy:.2%} after {cfg.epochs} epochs "
           f"({time.perf_counter() - start:.0f} s) -> {args.out}")
 

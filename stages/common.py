@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gan.config import GanError, read_params
+from gan.errors import GanError, Interrupted
 
 DEBUG_ENV = "GAN_DEBUG"
 
@@ -23,28 +20,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def params(path: Path) -> dict[str, Any]:
-    return read_params(path)
-
-
-def write_json(data: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
 def run(main: Callable[[], None]) -> None:
     """Call ``main``; a GanError becomes one line on stderr and exit code 2.
 
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
-    from gan.train import Interrupted
-
     try:
         main()
     except Interrupted as exc:

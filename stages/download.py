@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from gan import data
-from gan.config import load_section
+from gan import data, validate
+from gan.config import load_section, read_params
 from stages import common
 
 
@@ -11,7 +11,10 @@ def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "data")
+    params = read_params(args.params)
+    # The first stage of the pipeline: refuse a run that cannot finish before any work.
+    validate.check_params(params)
+    cfg = load_section(params, "data")
     sources = data.download(cfg.dataset, args.out, cfg.mirror, cfg.path)
     source = cfg.path if cfg.dataset == data.IMAGE_FOLDER else \
         Path(next(iter(sources.values()))).parent

@@ -3,8 +3,9 @@
 import time
 from pathlib import Path
 
-from gan import data, metrics, train
-from gan.config import load_section
+from gan import classifier, data, metrics, runtime, sample
+from gan.config import load_section, read_params
+from gan.io import write_json
 from stages import common
 
 
@@ -15,20 +16,20 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--out", type=Path, required=True, help="JSON of the scores to write")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "evaluate")
-    device = train.select_device("auto")
-    classifier, classifier_cfg = metrics.load_classifier(args.classifier)
-    generator, gan_cfg = train.load_generator(args.checkpoint, device)
+    cfg = load_section(read_params(args.params), "evaluate")
+    device = runtime.select_device("auto")
+    judge, judge_cfg = classifier.load_classifier(args.classifier)
+    trained = sample.load_generator(args.checkpoint, device)
     test_data = data.load_prepared(args.data, "test")
-    metrics.check_compatible(
-        classifier_cfg, args.classifier,
-        generated_images=(gan_cfg["image_shape"], gan_cfg["classes"]),
+    classifier.check_compatible(
+        judge_cfg, args.classifier,
+        generated_images=(trained.image_shape, trained.classes),
         test_images=(test_data["images"].shape[1:], test_data["classes"]))
 
     start = time.perf_counter()
-    scores = metrics.evaluate(generator, gan_cfg, classifier.to(device),
+    scores = metrics.evaluate(trained, judge.to(device),
                               data.load_prepared(args.data, "train"), test_data, cfg)
-    common.write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
+    write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
     print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
           f"FID {scores['fid']:.2f} (real {scores['fid_real']:.2f}), precision "
           f"{scores['precision']:.3f}, recall {scores['recall']:.3f} -> {args.out}")

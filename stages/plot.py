@@ -3,8 +3,7 @@
 from pathlib import Path
 
 from gan import plots
-from gan.config import load_section
-from gan.train import LOG_KEYS
+from gan.config import load_section, read_params
 from stages import common
 
 
@@ -13,8 +12,8 @@ def main() -> None:
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive metrics TSV folder")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "plot")
-    log = plots.read_dvclive_metrics(args.log_dir, LOG_KEYS)
+    cfg = load_section(read_params(args.params), "plot")
+    log = plots.read_dvclive_metrics(args.log_dir)
     plots.save_figure(plots.loss_curves(log, cfg.smoothing, cfg.dpi), args.out)
     print(f"plot: {len(log)} logged points -> {args.out}")
 

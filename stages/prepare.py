@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from gan import data
-from gan.config import load_section
+from gan import data, validate
+from gan.config import load_section, read_params
+from gan.io import write_json
 from stages import common
 
 
@@ -13,10 +14,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the prepared splits")
     p.add_argument("--metrics", type=Path, required=True, help="data metrics JSON")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "data")
+    params = read_params(args.params)
+    # The first stage to run after a data.* change: refuse a run that cannot finish.
+    validate.check_params(params)
+    cfg = load_section(params, "data")
     metrics = data.prepare(cfg.dataset, args.raw, args.out, cfg.image_size,
                            cfg.channels)
-    common.write_json(metrics, args.metrics)
+    write_json(metrics, args.metrics)
     print(f"prepare: {metrics['train']['count']} train and {metrics['test']['count']} test "
           f"images of {cfg.image_size} px in [{metrics['train']['min']}, "
           f"{metrics['train']['max']}] -> {args.out}")

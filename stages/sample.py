@@ -4,8 +4,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from gan import data, plots, sample, train
-from gan.config import load_section
+from gan import data, plots, sample
+from gan.config import load_section, read_params
 from stages import common
 
 
@@ -17,17 +17,18 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="grid PNG to write")
     p.add_argument("--pictures", type=Path, required=True, help="folder for the other pictures")
     args = p.parse_args()
-    cfg = load_section(common.params(args.params), "sample")
-    generator, config = train.load_generator(args.checkpoint)
-    model, classes = config["model"], len(config["classes"])
-    z = sample.fixed_latent(cfg.n, model["latent_dim"], cfg.seed, model["noise"])
-    labels = sample.grid_labels(cfg.n, classes, model["conditional"])
+    cfg = load_section(read_params(args.params), "sample")
+    trained = sample.load_generator(args.checkpoint)
+    generator, model, classes = trained.generator, trained.model, len(trained.classes)
+    sample.interpolation_method(cfg.interpolation, model.noise)  # refuse a bad name first
+    z = sample.fixed_latent(cfg.n, model.latent_dim, cfg.seed, model.noise)
+    labels = sample.grid_labels(cfg.n, classes, model.conditional)
     sample.save_png(sample.to_grid_image(sample.generate(generator, z, labels)), args.out)
 
     real = data.load_prepared(args.data, "test")["images"]
     for name, image in sample.pictures(generator, model, classes, cfg, real).items():
         sample.save_png(image, args.pictures / f"{name}.png")
-    terms = sample.arithmetic_images(generator, model, classes, cfg.arithmetic_seed)
+    terms = sample.arithmetic_images(generator, model, cfg.arithmetic_seed)
     plots.save_figure(plots.arithmetic_figure(terms), args.pictures / "arithmetic.png")
     # No snapshots (train.snapshot_every: 0) means no GIF, not an error.
     frames = [Image.open(path) for path in sorted(args.evolution.glob("step_*.png"))]

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import data, metrics, sample, train
-from gan.config import GanError, load_section, load_seed
+from gan import classifier, data, metrics, runtime, sample, train, validate
+from gan.config import load_section, load_seed, read_params
+from gan.errors import GanError
+from gan.io import save_checkpoint
 from stages import common
 
 
@@ -27,17 +29,18 @@ def main() -> None:
     p.add_argument("--classifier", type=Path, help="classifier for the FID every "
                    "train.eval_every steps")
     args = p.parse_args()
-    params = common.params(args.params)
+    params = read_params(args.params)
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
+    validate.check_run(model_cfg, train_cfg)  # before any data is read
     if train_cfg.devices > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                  f"--nproc_per_node={train_cfg.devices}", "-m", "stages.train",
                                  *sys.argv[1:]]).returncode)
     # only evaluate.train_fid_samples is read: see dvc.yaml
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
-    with train.process_group(train_cfg.device) as rank:
+    with runtime.process_group(train_cfg.device) as rank:
         if rank == 0:
             fit(args, seed, model_cfg, train_cfg, eval_cfg)
         else:  # the other ranks train their share and write nothing
@@ -57,11 +60,11 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
     if train_cfg.eval_every > 0:
         if args.classifier is None:
             raise GanError("train.eval_every: the FID during training needs --classifier")
-        classifier, classifier_cfg = metrics.load_classifier(args.classifier)
-        metrics.check_compatible(classifier_cfg, args.classifier, training_images=(
+        judge, judge_cfg = classifier.load_classifier(args.classifier)
+        classifier.check_compatible(judge_cfg, args.classifier, training_images=(
             train_data["images"].shape[1:], train_data["classes"]))
         fid_of = metrics.training_fid(
-            classifier, data.load_prepared(args.data, "test")["images"],
+            judge, data.load_prepared(args.data, "test")["images"],
             eval_cfg.train_fid_samples, model_cfg, len(train_data["classes"]), seed)
         # The hook's return is logged (as "fid" at that step) and replayed on resume.
         periodic += ((train_cfg.eval_every, lambda step, g: {"fid": fid_of(g)}),)
@@ -78,7 +81,7 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
                              periodic=periodic,
                              resume_path=args.resume)
-    train.save_checkpoint(result.checkpoint, args.checkpoint)
+    save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
     last = [h for h in result.history if "d_loss" in h][-1]
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "

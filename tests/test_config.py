@@ -1,16 +1,16 @@
 import pytest
 
+from gan import validate
 from gan.config import (
     SECTIONS,
-    ConfigError,
     DataConfig,
-    GanError,
     TrainConfig,
     build,
     load_section,
     load_seed,
     read_params,
 )
+from gan.errors import ConfigError, GanError
 
 
 def test_repo_params_load_into_every_section(params):
@@ -64,7 +64,7 @@ def test_betas_become_a_tuple(params):
 def test_bad_values_name_key_value_and_what_is_allowed(params, section, key, value, message):
     raw = dict(params[section], **{key: value})
     with pytest.raises(ConfigError) as info:
-        load_section({section: raw}, section)
+        validate.check_params({**params, section: raw})
     assert str(info.value) == message
 
 

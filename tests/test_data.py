@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gan import data
-from gan.config import GanError
+from gan.errors import GanError
 
 from conftest import FASHION_MIRROR, spec_for, write_idx_mirror
 
@@ -71,7 +71,7 @@ def test_missing_mirror_file_and_folder(tiny_mirror, tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(GanError, match="unknown dataset 'cifar', allowed: fashion_mnist"):
+    with pytest.raises(GanError, match="data.dataset: got 'cifar', allowed: fashion_mnist"):
         data.dataset_spec("cifar")
 
 

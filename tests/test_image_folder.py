@@ -7,7 +7,7 @@ import yaml
 from PIL import Image
 
 from gan import data
-from gan.config import ConfigError, GanError
+from gan.errors import ConfigError, GanError
 
 from conftest import run_stage
 

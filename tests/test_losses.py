@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from gan import losses
-from gan.config import ConfigError
+from gan.errors import ConfigError
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])

@@ -9,8 +9,11 @@ import torch
 import yaml
 from torch import nn
 
+from gan import classifier as clf
 from gan import data, metrics
-from gan.config import ClassifierConfig, EvaluateConfig
+from gan.config import ClassifierConfig, EvaluateConfig, ModelConfig
+from gan.io import save_checkpoint
+from gan.sample import Trained
 
 from conftest import FASHION_MIRROR, ROOT, run_stage, tiny_split
 
@@ -80,17 +83,24 @@ def test_fid_and_kid_of_identical_and_shifted_gaussians():
 def test_classifier_training_is_seeded_and_round_trips(tmp_path):
     split = tiny_split(n=64)
     cfg = ClassifierConfig(epochs=2, batch_size=16, lr=1e-3, width=4, seed=3)
-    first = metrics.train_classifier(cfg, split, split)
-    second = metrics.train_classifier(cfg, split, split)
+    first = clf.train_classifier(cfg, split, split)
+    second = clf.train_classifier(cfg, split, split)
     for name, value in first.checkpoint["classifier"].items():
         torch.testing.assert_close(value, second.checkpoint["classifier"][name])
-    metrics.save_classifier(first.checkpoint, tmp_path / "c.pt")
-    loaded, config = metrics.load_classifier(tmp_path / "c.pt")
+    save_checkpoint(first.checkpoint, tmp_path / "c.pt")
+    loaded, config = clf.load_classifier(tmp_path / "c.pt")
     assert config["image_shape"] == [1, 28, 28] and not loaded.training
-    feats, logits = metrics.extract(loaded, split["images"])
-    assert feats.shape == (64, metrics.NUM_FEATURES) and logits.shape == (64, 10)
-    torch.testing.assert_close(logits, metrics.extract(first.classifier.eval(),
+    feats, logits = clf.extract(loaded, split["images"])
+    assert feats.shape == (64, clf.NUM_FEATURES) and logits.shape == (64, 10)
+    torch.testing.assert_close(logits, clf.extract(first.classifier.eval(),
                                                        split["images"])[1])
+
+
+def stand_in(generator: nn.Module, latent_dim: int, conditional: bool) -> Trained:
+    """A stand-in generator as evaluate receives a trained one."""
+    model = ModelConfig(arch="mlp", latent_dim=latent_dim, g_channels=1, d_channels=1,
+                        conditional=conditional)
+    return Trained(generator, model, (1, 28, 28), [str(i) for i in range(10)])
 
 
 class RealImages(nn.Module):
@@ -128,20 +138,20 @@ def fashion(tmp_path_factory):
     train, test = take("train", 8000), take("test", 2000)
     cfg = ClassifierConfig(epochs=2, batch_size=100, lr=3e-3, width=8, seed=0)
     head = {k: v[:6000] if k != "classes" else v for k, v in train.items()}
-    classifier = metrics.train_classifier(cfg, head, test).classifier.eval()
+    classifier = clf.train_classifier(cfg, head, test).classifier.eval()
     return classifier, train, test
 
 
 def fid_to_test(fashion, images: torch.Tensor) -> float:
     classifier, _, test = fashion
-    real, _ = metrics.extract(classifier, test["images"])
-    return metrics.fid(real, metrics.extract(classifier, images)[0])
+    real, _ = clf.extract(classifier, test["images"])
+    return metrics.fid(real, clf.extract(classifier, images)[0])
 
 
 @needs_fashion
 def test_classifier_learns_real_fashion(fashion):
     classifier, _, test = fashion
-    assert metrics.classifier_accuracy(classifier, test["images"], test["labels"]) > 0.75
+    assert clf.classifier_accuracy(classifier, test["images"], test["labels"]) > 0.75
 
 
 @needs_fashion
@@ -163,16 +173,16 @@ def test_fid_orders_real_light_noise_heavy_noise_and_pure_noise(fashion):
 def test_single_class_generator_is_caught_and_seeds_agree(fashion):
     classifier, train, test = fashion
     cfg = EvaluateConfig(n_samples=1000, seed=0)
-    gan_config = {"model": {"conditional": False, "latent_dim": 4}}
     bags = train["images"][train["labels"] == 8]  # class 8: "Bag"
-    collapsed = metrics.evaluate(RealImages(bags), gan_config, classifier, train, test, cfg)
+    collapsed = metrics.evaluate(stand_in(RealImages(bags), 4, False), classifier, train, test,
+                                 cfg)
     assert collapsed["class_coverage"] == pytest.approx(0.1)
     assert collapsed["class_kl"] > 1.5  # log 10 = 2.3 when perfectly collapsed
     assert collapsed["recall"] < 0.3 < collapsed["recall_real"]
     assert collapsed["fid"] > 10 * collapsed["fid_real"]
 
     faithful = RealImages(train["images"], noise=0.2)
-    runs = [metrics.evaluate(faithful, gan_config, classifier, train, test,
+    runs = [metrics.evaluate(stand_in(faithful, 4, False), classifier, train, test,
                              EvaluateConfig(n_samples=1000, seed=seed)) for seed in (0, 1)]
     assert runs[0]["class_coverage"] == 1.0
     # Seeds move FID by far less than the gap between the floor and a collapsed generator.
@@ -184,7 +194,7 @@ def test_single_class_generator_is_caught_and_seeds_agree(fashion):
 
 def test_conditional_generators_get_label_accuracy():
     split = tiny_split(n=40)
-    classifier = metrics.train_classifier(
+    classifier = clf.train_classifier(
         ClassifierConfig(epochs=1, batch_size=8, lr=1e-3, width=4, seed=0), split, split
     ).classifier.eval()
 
@@ -196,12 +206,17 @@ def test_conditional_generators_get_label_accuracy():
         def forward(self, z, labels):
             return split["images"][labels]  # labels 0..9 are images 0..9
 
-    out = metrics.evaluate(AskedFor(), {"model": {"conditional": True, "latent_dim": 2}},
-                           classifier, split, split, EvaluateConfig(n_samples=20, seed=0))
-    predicted = metrics.extract(classifier, split["images"][:10])[1].argmax(1)
+    out = metrics.evaluate(stand_in(AskedFor(), 2, True), classifier, split, split,
+                           EvaluateConfig(n_samples=20, seed=0))
+    predicted = clf.extract(classifier, split["images"][:10])[1].argmax(1)
     assert out["label_accuracy"] == pytest.approx(float((predicted == torch.arange(10))
                                                         .double().mean()))
-    assert 0 <= out["label_accuracy_real"] <= 1 and out["n_samples"] == 20
+    # The floor: the classifier on the 20 real training images evaluate picks with its seed.
+    pick = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:20]
+    real_predicted = clf.extract(classifier, split["images"][pick])[1].argmax(1)
+    assert out["label_accuracy_real"] == pytest.approx(
+        float((real_predicted == split["labels"][pick]).double().mean()))
+    assert out["n_samples"] == 20
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -245,7 +260,10 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     proc = run_stage("classifier", *p, "--data", str(prepared), "--out",
                      str(tmp_path / "clf.pt"), "--metrics", str(tmp_path / "clf.json"))
     assert proc.returncode == 0, proc.stderr
-    assert 0 <= yaml.safe_load((tmp_path / "clf.json").read_text())["test_accuracy"] <= 1
+    classifier, _ = clf.load_classifier(tmp_path / "clf.pt")
+    test = torch.load(prepared / "test.pt")
+    assert yaml.safe_load((tmp_path / "clf.json").read_text())["test_accuracy"] == round(
+        clf.classifier_accuracy(classifier, test["images"], test["labels"]), 6)
 
     proc = run_stage("train", *p, *train_args)
     assert proc.returncode == 0, proc.stderr

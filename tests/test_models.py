@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gan import losses, models
-from gan.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from gan import data, losses, models, validate
+from gan.config import DataConfig, ModelConfig, TrainConfig
+from gan.errors import ConfigError
 
 LATENT, BATCH, CLASSES = 16, 4, 10
 ARCHS = list(models.ARCHS)
@@ -161,7 +162,7 @@ def one_step(model_cfg: ModelConfig, loss_name: str, shape: tuple[int, int, int]
 def test_one_step_changes_both_networks(arch, conditioning, loss_name):
     model_cfg = allowed_cfg(arch, conditioning, loss_name)
     smoothing = 0.1 if losses.get(loss_name).label_smoothing else 0.0
-    models.validate(model_cfg, train_cfg(loss_name, label_smoothing=smoothing))
+    validate.check_run(model_cfg, train_cfg(loss_name, label_smoothing=smoothing))
     one_step(model_cfg, loss_name, (1, 28, 28), conditioning)
 
 
@@ -202,9 +203,9 @@ def test_one_step_at_larger_rgb_sizes(arch, size, channels, loss_name):
      "which has 1; raise train.batch_size to at least 8"),
 ])
 def test_refused_combinations_say_why(model, train, data, message):
-    data_cfg = None if data is None else DataConfig(**data)
+    data_cfg = DataConfig(**(data or {"dataset": "mnist", "image_size": 28}))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        models.validate(cfg(**model), train_cfg(**train), data_cfg)
+        check(cfg(**model), train_cfg(**train), data_cfg)
 
 
 @pytest.mark.parametrize("model,train", [
@@ -214,8 +215,14 @@ def test_refused_combinations_say_why(model, train, data, message):
     (dict(arch="dcgan"), dict(loss="hinge", mode_seeking=1.0, batch_size=2)),
 ])
 def test_sensible_combinations_pass(model, train):
-    models.validate(cfg(**model), train_cfg(**train),
-                    DataConfig(dataset="image_folder", image_size=32, path="x", channels=3))
+    check(cfg(**model), train_cfg(**train),
+          DataConfig(dataset="image_folder", image_size=32, path="x", channels=3))
+
+
+def check(model_cfg: ModelConfig, train: TrainConfig, data_cfg: DataConfig) -> None:
+    """What validate.check_params does with the data, model and train sections."""
+    data.check_config(data_cfg)
+    validate.check_run(model_cfg, train, data_cfg.image_size)
 
 
 def test_latent_noise_kinds():

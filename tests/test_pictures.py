@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -18,10 +19,11 @@ from torch import nn
 
 from gan import cli, plots, sample, train
 from gan.config import ModelConfig, SampleConfig, TrainConfig, to_dict
+from gan.io import save_checkpoint
 
 from conftest import ROOT, tiny_split
 
-MODEL = {"latent_dim": 8, "noise": "normal", "conditional": False}
+MODEL = ModelConfig(arch="mlp", latent_dim=8, g_channels=1, d_channels=1)
 
 
 class FakeG(nn.Module):
@@ -127,7 +129,7 @@ def test_pick_real_refuses_more_than_the_split_holds():
 def test_class_rows_ask_g_for_each_class_with_shared_columns():
     generator = FakeG()
     cfg = sample_cfg()
-    out = sample.pictures(generator, {**MODEL, "conditional": True}, 4, cfg,
+    out = sample.pictures(generator, replace(MODEL, conditional=True), 4, cfg,
                           real=torch.zeros(20, 1, 6, 6))
     assert set(out) == {"interpolation", "real_vs_fake", "real_vs_fake_key", "class_rows",
                         "class_interpolation"}
@@ -154,7 +156,7 @@ def test_unconditional_pictures_pass_no_labels():
     assert all(labels is None for _, labels in generator.calls)
     assert out["interpolation"].size == (5 * 8 + 2, 2 * 8 + 2)
     assert out["real_vs_fake"].size == (4 * 12 + 6, 3 * 12 + 6)  # 10 tiles, 4 per row
-    terms = sample.arithmetic_images(generator, MODEL, 10, seed=1)
+    terms = sample.arithmetic_images(generator, MODEL, seed=1)
     assert terms.shape == (4, 1, 6, 6) and generator.calls[-1][1] is None
 
 
@@ -223,7 +225,7 @@ def checkpoint(tmp_path_factory):
                       steps=2, log_every=1, device="cpu")
     result = train.train(model, cfg, 0, tiny_split(), progress=False)
     path = tmp_path_factory.mktemp("ckpt") / "gan.pt"
-    train.save_checkpoint(result.checkpoint, path)
+    save_checkpoint(result.checkpoint, path)
     assert result.checkpoint["config"]["model"] == to_dict(model)
     return path
 

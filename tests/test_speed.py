@@ -11,8 +11,10 @@ import pytest
 import torch
 import yaml
 
-from gan import train
-from gan.config import GanError, ModelConfig, TrainConfig
+from gan import runtime, train
+from gan.config import ModelConfig, TrainConfig
+from gan.errors import GanError
+from gan.io import save_checkpoint
 
 from conftest import ROOT, tiny_split
 
@@ -32,11 +34,11 @@ def losses_of(result) -> torch.Tensor:
 
 
 def test_precision_auto_is_fp32_on_the_cpu_and_refusals_are_one_line():
-    assert train.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert runtime.resolve_precision("auto", torch.device("cpu")) == "fp32"
     for name in ("bf16", "fp16"):
         with pytest.raises(GanError, match=rf"^train.precision: {name} is not available on "
                                            r"this mps device \(allowed here: auto, fp32\)$"):
-            train.resolve_precision(name, torch.device("mps"))
+            runtime.resolve_precision(name, torch.device("mps"))
 
 
 def test_explicit_fp32_and_contiguous_are_the_default_bits():
@@ -59,7 +61,7 @@ def test_reduced_precision_trains_close_to_fp32(precision, model, loss):
     # lags by those steps.
     tol = 0.05 if precision == "bf16" else 0.25
     torch.testing.assert_close(losses_of(low), losses_of(full), atol=tol, rtol=tol)
-    scalers = low.checkpoint["scalers"]
+    scalers = low.state["scalers"]
     assert all(s["scale"] > 0 for s in scalers) if precision == "fp16" else scalers == [{}, {}]
 
 
@@ -68,14 +70,14 @@ def test_fp16_resume_restores_the_scalers(tmp_path):
     whole = train.train(MODEL, cfg, 0, tiny_split(), progress=False)
     path = tmp_path / "resume.pt"
     short = train.train(MODEL, train_cfg(precision="fp16", steps=4), 0, tiny_split(),
-                        progress=False).checkpoint
+                        progress=False).state
     short["config"]["train"] = train.to_dict(cfg)
     short["fingerprint"] = train.fingerprint(0, MODEL, cfg, tiny_split()["images"])
-    train.save_checkpoint(short, path)
+    save_checkpoint(short, path)
     resumed = train.train(MODEL, cfg, 0, tiny_split(), resume_path=path, progress=False,
                           say=lambda _: None)
     assert resumed.resumed_from == 4
-    assert resumed.checkpoint["scalers"] == whole.checkpoint["scalers"]
+    assert resumed.state["scalers"] == whole.state["scalers"]
     for key, value in whole.checkpoint["generator"].items():
         assert torch.equal(value, resumed.checkpoint["generator"][key]), key
 
@@ -99,7 +101,7 @@ def test_cuda_fp32_follows_the_cpu_and_bf16_is_finite():
     low = train.train(MODEL, train_cfg(steps=20, log_every=5, device="cuda", precision="auto"),
                       0, tiny_split(256), progress=False)
     assert torch.isfinite(losses_of(low)).all()
-    assert train.resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp32")
+    assert runtime.resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp32")
     images = low.generator(torch.randn(4, 8, device="cuda"))
     assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
 
@@ -128,10 +130,12 @@ def test_two_gloo_processes_follow_one_and_write_once(tmp_path):
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stdout.count("train: 20 steps of mlp") == 1, proc.stdout  # rank 0 only
-        ckpt = torch.load(tmp_path / str(devices) / "out" / "gan.pt", weights_only=False)
-        runs[devices] = torch.tensor([[h["d_loss"], h["g_loss"]] for h in ckpt["history"]])
-        live = tmp_path / str(devices) / "out" / "live" / "plots" / "metrics" / "d_loss.tsv"
-        assert len(live.read_text().splitlines()) == 1 + 4  # header + steps 5, 10, 15, 20
+        live = tmp_path / str(devices) / "out" / "live" / "plots" / "metrics"
+        logged = [[float(row.split("\t")[1]) for row in
+                   (live / f"{name}.tsv").read_text().splitlines()[1:]]
+                  for name in ("d_loss", "g_loss")]
+        assert len(logged[0]) == 4  # steps 5, 10, 15, 20
+        runs[devices] = torch.tensor(logged).T
     # Same global batch (the same 64 images and noise, 32 per rank) and all-reduced
     # gradients: only G's batch norm differs (statistics over 32 images per rank, not 64)
     # besides summation order, so the logged means drift apart slowly: a few percent.

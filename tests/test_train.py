@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from gan import models, sample, train
-from gan.config import GanError, ModelConfig, TrainConfig
+from gan import models, runtime, sample, train
+from gan.config import ModelConfig, TrainConfig
+from gan.errors import GanError
+from gan.io import save_checkpoint
 
 from conftest import tiny_split
 
@@ -62,40 +64,43 @@ def test_divergence_stops_with_the_step_named():
 def test_checkpoint_round_trip_rebuilds_the_generator(tmp_path):
     result = train.train(MODEL, train_cfg(), 0, tiny_split(), progress=False)
     path = tmp_path / "ckpt" / "gan.pt"
-    train.save_checkpoint(result.checkpoint, path)
+    save_checkpoint(result.checkpoint, path)
     assert [p.name for p in path.parent.iterdir()] == ["gan.pt"]  # no temporary left
-    generator, config = train.load_generator(path)
+    trained = sample.load_generator(path)
     z = sample.fixed_latent(4, MODEL.latent_dim, seed=1)
-    torch.testing.assert_close(sample.generate(generator, z),
+    torch.testing.assert_close(sample.generate(trained.generator, z),
                                sample.generate(result.generator, z))
-    assert config["model"]["arch"] == "dcgan" and config["image_shape"] == [1, 28, 28]
+    assert trained.model == MODEL and trained.image_shape == (1, 28, 28)
+    # The checkpoint holds weights and config only: no log, no optimizer or RNG state.
+    assert set(result.checkpoint) == {"format", "config", "step", "generator",
+                                      "generator_ema", "discriminator"}
 
 
 def test_foreign_and_missing_checkpoints(tmp_path):
     with pytest.raises(GanError, match="checkpoint not found"):
-        train.load_generator(tmp_path / "none.pt")
+        sample.load_generator(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GanError, match="not a readable checkpoint"):
-        train.load_generator(tmp_path / "junk.pt")
+        sample.load_generator(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(GanError, match="not a checkpoint of this project"):
-        train.load_generator(tmp_path / "other.pt")
+        sample.load_generator(tmp_path / "other.pt")
 
 
 def test_checkpoint_whose_weights_do_not_fit_its_arch(tmp_path):
     result = train.train(MODEL, train_cfg(steps=1), 0, tiny_split(), progress=False)
     ckpt = result.checkpoint
     ckpt["config"]["model"]["arch"] = "mlp"
-    train.save_checkpoint(ckpt, tmp_path / "gan.pt")
+    save_checkpoint(ckpt, tmp_path / "gan.pt")
     with pytest.raises(GanError, match="generator weights do not fit model.arch 'mlp'"):
-        train.load_generator(tmp_path / "gan.pt")
+        sample.load_generator(tmp_path / "gan.pt")
 
 
 def test_named_device_must_exist():
     if not torch.cuda.is_available():
         with pytest.raises(GanError, match="train.device: got 'cuda', but no cuda device"):
-            train.select_device("cuda")
-    assert train.select_device("cpu") == torch.device("cpu")
+            runtime.select_device("cuda")
+    assert runtime.select_device("cpu") == torch.device("cpu")
 
 
 def test_sample_grid_size():
@@ -124,11 +129,11 @@ def test_ema_generator_is_returned_and_differs_from_the_raw_one(tmp_path):
     raw, ema = ckpt["generator"], ckpt["generator_ema"]
     assert raw.keys() == ema.keys()
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
-    train.save_checkpoint(ckpt, tmp_path / "gan.pt")
-    loaded, _ = train.load_generator(tmp_path / "gan.pt")
+    save_checkpoint(ckpt, tmp_path / "gan.pt")
+    loaded = sample.load_generator(tmp_path / "gan.pt").generator
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, ema[key])
-    raw_loaded, _ = train.load_generator(tmp_path / "gan.pt", prefer_ema=False)
+    raw_loaded = sample.load_generator(tmp_path / "gan.pt", prefer_ema=False).generator
     for key, value in raw_loaded.state_dict().items():
         torch.testing.assert_close(value, raw[key])
 
@@ -137,14 +142,14 @@ def test_linear_lr_decay_reaches_zero():
     result = train.train(MODEL, train_cfg(lr_decay="linear", steps=4, label_smoothing=0.1),
                          0, tiny_split(), progress=False)
     for opt in ("opt_g", "opt_d"):
-        assert result.checkpoint[opt]["param_groups"][0]["lr"] == pytest.approx(0.0)
+        assert result.state[opt]["param_groups"][0]["lr"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("clip", [None, 1e-7])
 def test_gradient_clipping_bounds_each_update(clip):
     # Plain SGD (momentum 0) at lr 1 moves each weight by exactly its clipped gradient.
     cfg = train_cfg(optimizer="sgd", lr=1.0, betas=(0.0, 0.999), steps=1, grad_clip=clip)
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     from gan import models
     g0, _ = models.build(MODEL, (1, 28, 28), 10)
     result = train.train(MODEL, cfg, 0, tiny_split(), progress=False)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gan.config import ConfigError, ModelConfig
+from gan.config import ModelConfig, choose
+from gan.errors import ConfigError
 
 # Length of G's label embedding, concatenated to z (the Keras cGAN tutorial's 50).
 LABEL_EMBED_DIM = 50
@@ -37,10 +38,6 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
     "layer": lambda channels: nn.GroupNorm(1, channels),
     "none": lambda channels: nn.Identity(),
 }
-
-
-def norm2d(kind: str, channels: int) -> nn.Module:
-    return NORMS[kind](channels)
 
 
 def add_spectral_norm(module: nn.Module) -> None:
@@ -129,4 +126,5 @@ def d_conditioning(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, i
     """D's label input; ``feature_dim`` is the length of the features a projection meets."""
     if not cfg.conditional:
         return NoLabels()
-    return D_CONDITIONING[cfg.d_conditioning](num_classes, image_shape, feature_dim)
+    return choose(D_CONDITIONING, "model.d_conditioning", cfg.d_conditioning)(
+        num_classes, image_shape, feature_dim)

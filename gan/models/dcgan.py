@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.config import ModelConfig
+from gan.config import ModelConfig, choose
 from gan.models import blocks
 
 
@@ -63,11 +63,12 @@ class Discriminator(nn.Module):
         channels += self.conditioning.extra_dim
         # A norm's shift makes the conv bias redundant; without a norm the bias is kept.
         bias = cfg.d_norm == "none"
+        norm = choose(blocks.NORMS, "model.d_norm", cfg.d_norm)  # (channels) -> norm layer
         # No norm on the first block (Radford et al.): (B, C, S, S) -> (B, w, S/2, S/2)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for _ in range(n_blocks - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
             layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias),
-                       blocks.norm2d(cfg.d_norm, width * 2), nn.LeakyReLU(0.2, True)]
+                       norm(width * 2), nn.LeakyReLU(0.2, True)]
             width *= 2
         layers += [nn.Conv2d(width, 1, base, 1, 0)]  # (B, w, base, base) -> (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.config import ModelConfig
+from gan.config import ModelConfig, choose
 from gan.models import blocks
 
 
@@ -66,6 +66,7 @@ class Discriminator(nn.Module):
         self.conditioning = blocks.d_conditioning(cfg, num_classes, image_shape, top)
         channels += self.conditioning.extra_dim
         bias = cfg.d_norm == "none"  # a norm's shift makes the conv bias redundant
+        norm = choose(blocks.NORMS, "model.d_norm", cfg.d_norm)  # (channels) -> norm layer
         pad = cfg.kernel_size // 2
         width = cfg.d_channels
         # No norm on the first block, as in DCGAN: (B, C, S, S) -> (B, w, S/2, S/2)
@@ -73,7 +74,7 @@ class Discriminator(nn.Module):
                                    nn.LeakyReLU(0.2, True), nn.Dropout(cfg.dropout)]
         for _ in range(n_blocks - 1):  # each: (B, w, s, s) -> (B, 2w, s/2, s/2)
             layers += [nn.Conv2d(width, width * 2, cfg.kernel_size, 2, pad, bias=bias),
-                       blocks.norm2d(cfg.d_norm, width * 2), nn.LeakyReLU(0.2, True),
+                       norm(width * 2), nn.LeakyReLU(0.2, True),
                        nn.Dropout(cfg.dropout)]
             width *= 2
         self.net = nn.Sequential(*layers)  # (B, top, base, base)

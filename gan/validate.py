@@ -1,0 +1,92 @@
+"""Refuse what cannot run before any work: every registry name and every combination rule.
+
+``gan.config`` checks each value alone (type, range); this module looks each name up in the
+registry that serves it and applies the rules that span keys. The first stage of the
+pipeline calls ``check_params`` on the whole params file, so a run that cannot finish stops
+before anything is downloaded or trained; the train stage repeats ``check_run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gan import data, losses, models, optim, runtime, sample
+from gan.config import ModelConfig, TrainConfig, choose, load_section, load_seed
+from gan.errors import ConfigError
+from gan.models import blocks
+
+
+def _norm_for_penalty(m: ModelConfig, t: TrainConfig) -> str | None:
+    if losses.get(t.loss).gradient_penalty and models.ARCHS[m.arch][1].uses_d_norm \
+            and m.d_norm == "batch":
+        return (f"train.loss: {t.loss} penalises per-sample gradients, which batch norm in D "
+                f"couples; set model.d_norm to layer or none")
+    return None
+
+
+def _penalty_weight(m: ModelConfig, t: TrainConfig) -> str | None:
+    if losses.get(t.loss).gradient_penalty and t.gp_weight == 0:
+        return (f"train.gp_weight: got 0.0, but {t.loss} without its penalty leaves the critic "
+                f"unconstrained; set it above 0 (10.0 in Gulrajani et al.)")
+    return None
+
+
+def _norm_exists(m: ModelConfig, t: TrainConfig) -> str | None:
+    if m.d_norm == "layer" and not models.ARCHS[m.arch][1].uses_d_norm:
+        return (f"model.d_norm: got 'layer', but {m.arch}'s discriminator has no "
+                f"normalisation layers; set none, or use dcgan or resize_conv")
+    return None
+
+
+def _smoothing(m: ModelConfig, t: TrainConfig) -> str | None:
+    if t.label_smoothing > 0 and not losses.get(t.loss).label_smoothing:
+        smoothable = ", ".join(k for k, v in losses.LOSSES.items() if v.label_smoothing)
+        return (f"train.label_smoothing: got {t.label_smoothing}, but {t.loss} has no "
+                f"probability target to smooth (only {smoothable}); set it to 0.0")
+    return None
+
+
+def _mode_seeking(m: ModelConfig, t: TrainConfig) -> str | None:
+    if t.mode_seeking > 0 and t.batch_size // t.devices < 2:
+        return (f"train.mode_seeking: got {t.mode_seeking}, but it pairs images within each "
+                f"process's batch, which has {t.batch_size // t.devices}; raise "
+                f"train.batch_size to at least {2 * t.devices} or set it to 0.0")
+    return None
+
+
+RULES: tuple[Callable[[ModelConfig, TrainConfig], str | None], ...] = (
+    _norm_for_penalty, _penalty_weight, _norm_exists, _smoothing, _mode_seeking)
+
+
+def check_run(model_cfg: ModelConfig, train_cfg: TrainConfig,
+              image_size: int | None = None) -> None:
+    """Raise ConfigError, one line saying why, on a model and train pair that cannot run
+    (on images of ``image_size`` pixels, when given)."""
+    choose(models.ARCHS, "model.arch", model_cfg.arch)
+    choose(models.NOISES, "model.noise", model_cfg.noise)
+    choose(blocks.NORMS, "model.d_norm", model_cfg.d_norm)
+    choose(blocks.D_CONDITIONING, "model.d_conditioning", model_cfg.d_conditioning)
+    losses.get(train_cfg.loss)
+    choose(optim.OPTIMIZERS, "train.optimizer", train_cfg.optimizer)
+    choose(optim.LR_DECAYS, "train.lr_decay", train_cfg.lr_decay)
+    choose({"auto": None, **runtime.AUTOCAST_DTYPES}, "train.precision", train_cfg.precision)
+    for rule in RULES:
+        message = rule(model_cfg, train_cfg)
+        if message is not None:
+            raise ConfigError(message)
+    if image_size is not None and model_cfg.arch in models.LADDERS:
+        models.LADDERS[model_cfg.arch](image_size)
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Every section of a params file, each name it holds, and the rules across sections."""
+    load_seed(params)
+    data_cfg = load_section(params, "data")
+    data.check_config(data_cfg)
+    check_run(load_section(params, "model"), load_section(params, "train"),
+              data_cfg.image_size)
+    sample_cfg = load_section(params, "sample")
+    sample.interpolation_method(sample_cfg.interpolation, "normal")
+    for name in ("plot", "classifier", "evaluate"):
+        load_section(params, name)

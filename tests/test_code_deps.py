@@ -1,0 +1,113 @@
+"""Each stage in dvc.yaml depends on exactly the first-party code its script imports.
+
+The closure is read from the source (every ``import`` and ``from ... import``, at any depth
+in a file, functions included) starting at ``stages/<name>.py`` and following imports into
+``gan/`` and ``stages/``; importing a module also runs its packages' ``__init__.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+FIRST_PARTY = ("gan", "stages")
+
+
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    """The file of first-party module ``name`` (``gan.data``), or None if it is not one."""
+    parts = name.split(".")
+    if parts[0] not in FIRST_PARTY:
+        return None
+    base = root.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Dotted names of the modules ``path`` imports, and of the packages above them."""
+    names: set[str] = set()
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from .y import z
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            names.add(base)
+            # ``from gan import data`` imports the module gan.data when there is one.
+            names.update(f"{base}.{alias.name}" for alias in node.names
+                         if module_file(f"{base}.{alias.name}", root) is not None)
+    with_parents = set()
+    for name in names:
+        parts = name.split(".")
+        with_parents.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return with_parents
+
+
+def closure(script: Path, root: Path = ROOT) -> set[str]:
+    """Repo-relative paths of every first-party file that running ``script`` imports."""
+    seen: set[Path] = set()
+    todo = [script]
+    for parent in script.relative_to(root).parents:  # python -m stages.x runs stages/__init__
+        if parent != Path(".") and (root / parent / "__init__.py").is_file():
+            todo.append(root / parent / "__init__.py")
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path, root):
+            found = module_file(name, root)
+            if found is not None and found not in seen:
+                todo.append(found)
+    return {p.relative_to(root).as_posix() for p in seen}
+
+
+def declared_code(stage: dict) -> set[str]:
+    """The .py files (and folders of them) a dvc.yaml stage lists as deps."""
+    code = set()
+    for dep in stage.get("deps", []):
+        path = ROOT / dep
+        if path.is_dir() and any(path.rglob("*.py")):
+            code.update(p.relative_to(ROOT).as_posix() for p in path.rglob("*.py"))
+        elif dep.endswith(".py"):
+            code.add(dep)
+    return code
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_its_import_closure(name):
+    stage = STAGES[name]
+    script = stage["cmd"].split("-m ", 1)[1].split()[0]  # python -m stages.<name> ...
+    imported = closure(module_file(script))
+    declared = declared_code(stage)
+    missing, needless = sorted(imported - declared), sorted(declared - imported)
+    assert not missing, f"{name} imports but does not list: {missing}"
+    assert not needless, f"{name} lists but does not import: {needless}"
+
+
+def test_closure_follows_function_level_and_package_imports(tmp_path):
+    (tmp_path / "gan" / "sub").mkdir(parents=True)
+    (tmp_path / "stages").mkdir()
+    for init in ("gan/__init__.py", "gan/sub/__init__.py", "stages/__init__.py"):
+        (tmp_path / init).write_text("")
+    (tmp_path / "gan" / "a.py").write_text("import torch\n\ndef f():\n    from gan.sub import b\n")
+    (tmp_path / "gan" / "sub" / "b.py").write_text("from . import c\n")
+    (tmp_path / "gan" / "sub" / "c.py").write_text("import os\n")
+    (tmp_path / "gan" / "unused.py").write_text("")
+    (tmp_path / "stages" / "s.py").write_text("from gan import a\n")
+    assert closure(tmp_path / "stages" / "s.py", tmp_path) == {
+        "stages/__init__.py", "stages/s.py", "gan/__init__.py", "gan/a.py",
+        "gan/sub/__init__.py", "gan/sub/b.py", "gan/sub/c.py"}
