@@ -1,0 +1,1 @@
+"""The library behind the pipeline: data, models, losses, training, samples and scores."""
