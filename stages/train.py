@@ -78,6 +78,9 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
                              periodic=periodic,
                              resume_path=args.resume)
+    # Recorded without train.checkpoint_every: it only paces .resume/, so it must not change
+    # the checkpoint's bytes (dvc.yaml leaves it out of train's params).
+    del result.checkpoint["config"]["train"]["checkpoint_every"]
     train.save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
     last = [h for h in result.history if "d_loss" in h][-1]
