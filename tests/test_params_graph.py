@@ -105,14 +105,14 @@ def expected() -> dict[str, tuple[set[str], set[str]]]:
 def test_readme_table_has_a_row_for_every_params_key_and_no_other():
     keys = set(leaf_keys(yaml.safe_load((ROOT / PARAMS).read_text())))
     table = expected()
-    assert not keys - set(table), f"params.yaml keys without a row in README: " \
-                                  f"{sorted(keys - set(table))}"
-    assert not set(table) - keys, f"README rows for keys params.yaml lacks: " \
-                                  f"{sorted(set(table) - keys)}"
+    without_row = sorted(keys - set(table))
+    assert not without_row, "params.yaml keys without a row in README's table"
+    unknown = sorted(set(table) - keys)
+    assert not unknown, "README's table has rows for keys params.yaml lacks"
     stages = set(stage_names())
     for key, (reads, then) in table.items():
-        assert reads | then <= stages, f"README.md, {key}: unknown stages " \
-                                       f"{sorted((reads | then) - stages)}"
+        not_stages = sorted((reads | then) - stages)
+        assert not not_stages, f"README.md, {key}: not stages of dvc.yaml"
 
 
 # --- DVC on a copy of the repo -----------------------------------------------------------
@@ -167,8 +167,8 @@ def with_key_changed(params: dict[str, Any], key: str) -> dict[str, Any]:
 def params_changes(repo: Path) -> dict[str, list[str]]:
     """{stage: its params entries (keys or sections) that differ from dvc.lock}.
 
-    `dvc status --json` puts them under "changed deps" -> "params.yaml"; changed or
-    missing outputs (none is in a fresh copy) and file deps are not params, so ignored.
+    `dvc status --json` puts them under "changed deps" -> "params.yaml". The rest of its
+    report is ignored: file deps, and outputs, all missing from a fresh copy.
     """
     status = json.loads(sh(repo, "dvc", "status", "--json") or "{}")
     out: dict[str, list[str]] = {}
