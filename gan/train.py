@@ -258,7 +258,10 @@ def _check_finite(nets: Networks, step: int) -> None:
 
 def _run_config(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
                 data: dict) -> dict[str, Any]:
-    return {"seed": seed, "model": to_dict(model_cfg), "train": to_dict(train_cfg),
+    # Without train.checkpoint_every: it only paces the resumable state, so it must not
+    # change the checkpoint's bytes (dvc.yaml leaves it out of train's params).
+    train = {k: v for k, v in to_dict(train_cfg).items() if k != "checkpoint_every"}
+    return {"seed": seed, "model": to_dict(model_cfg), "train": train,
             "image_shape": list(data["images"].shape[1:]), "classes": list(data["classes"])}
 
 
