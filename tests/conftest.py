@@ -17,6 +17,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"  # what `bash .ci/run setup` creates
 FASHION_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -80,6 +81,41 @@ def run_stage(module: str, *args: str, cwd: Path = ROOT, env: dict | None = None
                           capture_output=True, text=True, env=full_env, timeout=600)
 
 
+def _is_venv_bin(folder: Path) -> bool:
+    return (folder.parent / "pyvenv.cfg").is_file()
+
+
+def shell_env(venv: Path | None = VENV) -> dict[str, str]:
+    """The environment of a user's shell, for tests that run `dvc` the way a user does.
+
+    README's first command is `bash .ci/run setup && . .venv/bin/activate && dvc repro`: DVC
+    runs each stage's `python` from PATH, so the stages find the project's packages because
+    the shell activated `.venv`. With ``venv`` this is the shell after
+    `. <venv>/bin/activate`: VIRTUAL_ENV set, its bin/ first on PATH, PYTHONHOME unset. With
+    ``venv=None`` it is a fresh shell with no virtual environment: the bin/ of every venv on
+    PATH (the one running these tests included) is taken off it. Either way with a git
+    identity for the commits tests make, DVC's analytics off and GAN_DEBUG unset.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONHOME", "GAN_DEBUG")}
+    dropped = set()
+    if os.environ.get("VIRTUAL_ENV"):
+        dropped.add(os.path.realpath(Path(os.environ["VIRTUAL_ENV"]) / "bin"))
+    if sys.prefix != sys.base_prefix:  # running in a venv: its bin/ holds sys.executable
+        dropped.add(os.path.realpath(Path(sys.executable).parent))
+    path = [entry for entry in env.get("PATH", os.defpath).split(os.pathsep)
+            if entry and os.path.realpath(entry) not in dropped
+            and not _is_venv_bin(Path(entry))]
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
+        path.insert(0, str(venv / "bin"))
+    env["PATH"] = os.pathsep.join(path)
+    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+               DVC_NO_ANALYTICS="1")
+    return env
+
+
 def copy_project(dest: Path) -> Path:
     """Copy the files git tracks (plus untracked, unignored ones) into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
@@ -90,3 +126,32 @@ def copy_project(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     return dest
+
+
+def tiny_params(path: Path) -> None:
+    """Shrink a params.yaml so the whole pipeline runs in about a minute."""
+    params = yaml.safe_load(path.read_text())
+    params["model"].update(arch="mlp")
+    params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
+    params["sample"].update(n=16)
+    params["classifier"].update(epochs=1, batch_size=256, width=4)
+    params["evaluate"].update(n_samples=200, train_fid_samples=100)
+    params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tiny_project(dest: Path) -> Path:
+    """A copy of the project on tiny params, committed as the first commit of its own repo."""
+    repo = copy_project(dest)
+    for stale in ("dvc.lock", "metrics"):  # the committed default run is not the tiny one
+        target = repo / stale
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    tiny_params(repo / "params.yaml")
+    env = shell_env(venv=None)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "tiny project"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    return repo

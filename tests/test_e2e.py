@@ -3,58 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import FASHION_MIRROR, copy_project
+from conftest import FASHION_MIRROR, VENV, shell_env, tiny_project
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
                        "is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing: run "
+                       "`bash .ci/run setup`"),
 ]
 
 STAGES = ("download", "prepare", "classifier", "train", "sample", "plot", "evaluate")
 
 
-def tiny_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    params["model"].update(arch="mlp")
-    params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
-    params["sample"].update(n=16)
-    params["classifier"].update(epochs=1, batch_size=256, width=4)
-    params["evaluate"].update(n_samples=200, train_fid_samples=100)
-    params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("project"))
-    for stale in ("dvc.lock", "metrics"):  # the committed default run is not the tiny one
-        target = repo / stale
-        if target.is_file():
-            target.unlink()
-        elif target.is_dir():
-            subprocess.run(["rm", "-rf", str(target)], check=True)
-    tiny_params(repo / "params.yaml")
-    sh(repo, "git", "init", "-q", "-b", "main")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny project")
-    return repo
+    return tiny_project(tmp_path_factory.mktemp("project"))
 
 
 def sh(repo: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-           "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    """Run a command as a user does after README's `. .venv/bin/activate`."""
+    proc = subprocess.run(cmd, cwd=repo, env=shell_env(VENV), capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
@@ -140,9 +115,8 @@ def test_bad_param_through_dvc_repro_keeps_the_cached_outputs(repo):
     good = params.read_text()
     lock = (repo / "dvc.lock").read_text()
     params.write_text(good.replace("steps: 6", "steps: many"))
-    env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     proc = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "PATH": env_path}, timeout=600)
+                          env=shell_env(VENV), timeout=600)
     assert proc.returncode != 0
     assert "error: train.steps: got 'many', expected an integer" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -159,13 +133,7 @@ def test_queued_experiments_run_side_by_side(tmp_path):
     """Two `dvc exp run --queue -S` experiments, two queue workers, both in exp show."""
     import time
 
-    repo = copy_project(tmp_path / "sweep")
-    for stale in ("dvc.lock", "metrics"):
-        subprocess.run(["rm", "-rf", str(repo / stale)], check=True)
-    tiny_params(repo / "params.yaml")
-    sh(repo, "git", "init", "-q", "-b", "main")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny project")
+    repo = tiny_project(tmp_path / "sweep")
     sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline run")
