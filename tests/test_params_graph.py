@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import yaml
 
 from gan import data
 
-from conftest import ROOT, copy_project, spec_for, tiny_split, write_idx_mirror
+from conftest import ROOT, copy_project, shell_env, spec_for, tiny_split, write_idx_mirror
 
 SECTION = "What re-runs when you change a key"
 PARAMS = "params.yaml"
@@ -117,15 +116,8 @@ def test_readme_table_has_a_row_for_every_params_key_and_no_other():
 
 # --- DVC on a copy of the repo -----------------------------------------------------------
 
-def dvc_env() -> dict[str, str]:
-    """The environment of a user who activated the venv running these tests."""
-    bin_dir = Path(sys.executable).parent
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "VIRTUAL_ENV": str(bin_dir.parent), "DVC_NO_ANALYTICS": "1"}
-
-
 def sh(repo: Path, *cmd: str) -> str:
-    proc = subprocess.run(cmd, cwd=repo, env=dvc_env(), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=repo, env=shell_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
