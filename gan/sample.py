@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -214,29 +215,56 @@ def arithmetic_images(generator: nn.Module, model: ModelConfig, seed: int) -> to
     return generate(generator, z, labels)
 
 
-def evolution_hook(folder: Path, seed: int, model_cfg: ModelConfig,
-                   num_classes: int) -> Callable[[int, nn.Module], None]:
+class EvolutionSnapshots:
     """A training hook writing the grid of one fixed latent batch to ``folder/step_NNNNNN.png``.
 
-    Its first call removes the folder's snapshots from that step on: they belong to another
-    run, while earlier ones are this run's own from before a resume.
+    It keeps the PNG bytes it wrote: they are its state in the resumable training state, so
+    a resumed run puts the snapshots from before the interruption back (DVC clears the
+    folder before it re-runs training) and its GIF is the uninterrupted run's.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    z = fixed_latent(EVOLUTION_N, model_cfg.latent_dim, seed, model_cfg.noise)
-    labels = grid_labels(EVOLUTION_N, num_classes, model_cfg.conditional)
-    first = True
 
-    def hook(step: int, generator: nn.Module) -> None:
-        nonlocal first
-        if first:
-            for stale in folder.glob("step_*.png"):
-                if not stale.stem[5:].isdigit() or int(stale.stem[5:]) >= step:
-                    stale.unlink()
-            first = False
-        save_png(to_grid_image(generate(generator, z, labels)), folder / f"step_{step:06d}.png")
+    name = "evolution"
 
-    return hook
+    def __init__(self, folder: Path, seed: int, model_cfg: ModelConfig, num_classes: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.z = fixed_latent(EVOLUTION_N, model_cfg.latent_dim, seed, model_cfg.noise)
+        self.labels = grid_labels(EVOLUTION_N, num_classes, model_cfg.conditional)
+        self.files: dict[str, bytes] = {}
+        self.first = True
+
+    def _remove_stale(self, keep: Callable[[Path], bool]) -> None:
+        for stale in self.folder.glob("step_*.png"):
+            if not keep(stale):
+                stale.unlink()
+
+    def __call__(self, step: int, generator: nn.Module) -> None:
+        if self.first:
+            # Snapshots from this step on belong to another run; earlier ones are kept.
+            self._remove_stale(lambda p: p.stem[5:].isdigit() and int(p.stem[5:]) < step)
+            self.first = False
+        buffer = io.BytesIO()
+        to_grid_image(generate(generator, self.z, self.labels)).save(buffer, format="PNG")
+        name = f"step_{step:06d}.png"
+        self.files[name] = buffer.getvalue()
+        write_atomic(self.folder / name, lambda handle: handle.write(self.files[name]))
+
+    def state_dict(self) -> dict[str, bytes]:
+        return dict(self.files)
+
+    def load_state_dict(self, files: dict[str, bytes]) -> None:
+        """Make the folder hold exactly the snapshots ``files`` ({file name: PNG bytes})."""
+        self._remove_stale(lambda p: p.name in files)
+        for name, blob in files.items():
+            write_atomic(self.folder / name, lambda handle, blob=blob: handle.write(blob))
+        self.files = dict(files)
+        self.first = False
+
+
+def evolution_hook(folder: Path, seed: int, model_cfg: ModelConfig,
+                   num_classes: int) -> EvolutionSnapshots:
+    """The training hook of the snapshot grids (see EvolutionSnapshots)."""
+    return EvolutionSnapshots(folder, seed, model_cfg, num_classes)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@
 running sums, the resumable state), then runs the loop itself inline, top to bottom.
 Optional speed paths: autocast (bf16, or fp16 with one gradient scaler per network),
 channels_last, torch.compile, and DistributedDataParallel over torchrun's processes.
+
+The resumable state holds every rank's RNG states and log sums besides the shared weights
+and optimizer states, the stateful hooks' state (the evolution snapshots) and the run's
+fingerprint, one digest per named part, so that a state from another run is told apart
+and the line that ignores it says what differs.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,20 +40,13 @@ from gan.io import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
 # d_real, d_fake: mean D output (a probability for the logit losses); d_acc_*: share of
 # real / generated images that D classifies correctly.
 LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
-# Keys that may change between an interrupted run and its resumption: none alters the result.
-RESUME_FREE_KEYS = ("checkpoint_every", "device")
-# A periodic hook sees (step, generator) and may return metrics to log at that step.
+# Train keys that may change between an interrupted run and its resumption without altering
+# the result: the checkpoint schedule, and the device, precision and memory format as asked
+# for (what they resolve to is the fingerprint's "device" part).
+RESUME_FREE_KEYS = ("checkpoint_every", "device", "precision", "memory_format")
+# A periodic hook sees (step, generator) and may return metrics to log at that step. One
+# that must survive a resume also has a ``name``, ``state_dict()`` and ``load_state_dict()``.
 Hook = Callable[[int, nn.Module], "dict[str, float] | None"]
-
-
-def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                images: torch.Tensor) -> str:
-    """SHA-256 of what determines a run's result: seed, model and train params, the data."""
-    train_dict = {k: v for k, v in to_dict(train_cfg).items() if k not in RESUME_FREE_KEYS}
-    digest = hashlib.sha256(json.dumps([seed, to_dict(model_cfg), train_dict],
-                                       sort_keys=True).encode())
-    digest.update(images.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass
@@ -55,7 +54,7 @@ class TrainResult:
     generator: nn.Module  # the EMA generator when train.ema_decay is set
     discriminator: nn.Module
     checkpoint: dict[str, Any]  # what models/gan.pt holds: the weights and the config
-    state: dict[str, Any]  # the whole resumable state at the last step
+    state: dict[str, Any] | None  # the whole resumable state at the last step (rank 0 only)
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
 
@@ -108,6 +107,73 @@ def place(model_cfg: ModelConfig, train_cfg: TrainConfig) -> Placement:
     return Placement(device, rank, world, runtime.resolve_precision(train_cfg.precision, device),
                      runtime.resolve_memory_format(train_cfg.memory_format, device,
                                                    model_cfg.arch))
+
+
+def _digest(value: Any) -> str:
+    """SHA-256 of bytes, or of the sorted-key JSON of anything else."""
+    blob = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def code_files(packages: tuple[str, ...]) -> dict[str, str]:
+    """{relative path: SHA-256} of the files of every loaded module of ``packages``.
+
+    Paths come from module names (``gan/models/dcgan.py``), never from where the files lie,
+    so the result depends on the code alone; ``python -m pkg.mod`` counts as ``pkg.mod``.
+    """
+    files = {}
+    for module in list(sys.modules.values()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(module, "__file__", None)
+        if spec is None or origin is None or spec.name.split(".")[0] not in packages:
+            continue
+        parts = spec.name.split(".")
+        folders = parts if spec.submodule_search_locations is not None else parts[:-1]
+        relative = Path(*folders, Path(origin).name).as_posix()
+        files[relative] = hashlib.sha256(Path(origin).read_bytes()).hexdigest()
+    return dict(sorted(files.items()))
+
+
+def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict,
+                where: Placement, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """What determines a run's result, as one digest per named part.
+
+    params: the seed, model and train params (less RESUME_FREE_KEYS); data: the images,
+    labels and class names; device: the resolved device type, precision, memory format and
+    process count, kept readable; torch: its version. ``extra`` adds the caller's parts
+    ({name: bytes or a JSON value}), such as its code; one named like a part above is folded
+    into that part.
+    """
+    train_dict = {k: v for k, v in to_dict(train_cfg).items() if k not in RESUME_FREE_KEYS}
+    images, labels = data["images"], data["labels"]
+    data_digest = hashlib.sha256(json.dumps([list(data["classes"]), list(images.shape),
+                                             str(images.dtype), str(labels.dtype)]).encode())
+    data_digest.update(images.contiguous().cpu().numpy().tobytes())
+    data_digest.update(labels.contiguous().cpu().numpy().tobytes())
+    layout = "channels_last" if where.memory_format is torch.channels_last else "contiguous"
+    processes = f"{where.world} process" + ("es" if where.world > 1 else "")
+    parts = {
+        "params": _digest([seed, to_dict(model_cfg), train_dict]),
+        "data": data_digest.hexdigest(),
+        "device": f"{where.device.type}, {where.precision}, {layout}, {processes}",
+        "torch": torch.__version__,
+    }
+    for name, value in (extra or {}).items():
+        digest = _digest(value)
+        parts[name] = _digest([parts[name], digest]) if name in parts else digest
+    return parts
+
+
+def _mismatch(saved: Any, parts: dict[str, str]) -> str:
+    """What differs between a saved state's fingerprint and this run's, in words."""
+    if not isinstance(saved, dict):  # a state from before the fingerprint had parts
+        return "other params, code or data"
+    names = sorted(k for k in saved.keys() | parts.keys() if saved.get(k) != parts.get(k))
+    what = "other " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1
+                       else names[0] if names else "params")
+    if "device" in names:
+        what += f" ({saved.get('device')}; this run: {parts['device']})"
+    return what
 
 
 @dataclass
@@ -273,29 +339,91 @@ def _weights(nets: Networks, config: dict[str, Any], step: int) -> dict[str, Any
             "discriminator": _cpu_state(nets.discriminator)}
 
 
+def _buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.named_buffers()}
+
+
+def _stateful(periodic: tuple[tuple[int, Hook], ...]) -> dict[str, Any]:
+    """The hooks that keep state across a resume, by name."""
+    return {hook.name: hook for _, hook in periodic if hasattr(hook, "state_dict")}
+
+
+class StopVote:
+    """Whether to stop after this step: a SIGINT/SIGTERM that reached any rank stops them all.
+
+    With several processes the ranks add up their flags every step (one all-reduce of one
+    number, on a gloo group even when training uses NCCL, so the GPU is never waited on);
+    every rank gets the same answer, so all save the same step and leave together.
+    """
+
+    def __init__(self, received: list[int], world: int):
+        self.received, self.world = received, world
+        self.group = None
+        if world > 1 and dist.get_backend() != "gloo":
+            self.group = dist.new_group(backend="gloo")
+
+    def __call__(self) -> bool:
+        if self.world == 1:
+            return bool(self.received)
+        flag = torch.tensor([len(self.received)], dtype=torch.int64)
+        dist.all_reduce(flag, group=self.group)
+        return bool(flag.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier(group=self.group)
+
+
+def _rank_part(nets: Networks, noise: Noise, log: LogSums) -> dict[str, Any]:
+    """What differs from rank to rank: RNG states, the log's sums, batch-norm buffers."""
+    modules = {"generator": nets.generator, "discriminator": nets.discriminator}
+    if nets.ema is not None:
+        modules["ema"] = nets.ema.module
+    return {"rng": runtime.rng_state(noise.gen), "log_sums": log.sums.cpu().clone(),
+            "buffers": {name: _buffers(module) for name, module in modules.items()}}
+
+
+def _gather(part: dict[str, Any], where: Placement) -> list[dict[str, Any]] | None:
+    """Every rank's part, on rank 0 (None on the others); a collective with several ranks."""
+    if where.world == 1:
+        return [part]
+    parts = [None] * where.world if where.rank == 0 else None
+    dist.gather_object(part, parts, dst=0)
+    return parts
+
+
 def _resumable(nets: Networks, opts: Optimizers, batches: DeviceBatches, noise: Noise,
-               log: LogSums, history: list, config: dict, run_fingerprint: str,
-               step: int) -> dict[str, Any]:
-    """The weights plus everything else the loop carries from one step to the next."""
+               log: LogSums, history: list, hooks: dict[str, Any], config: dict,
+               parts: dict[str, str], step: int, where: Placement) -> dict[str, Any] | None:
+    """The weights plus everything else the loop carries from one step to the next.
+
+    Weights, optimizer states and the data position are the same on every rank (DDP
+    all-reduces the gradients); "ranks" holds each rank's own part. With several processes
+    every rank must call this at the same step: rank 0 gets the state, the others None.
+    """
+    ranks = _gather(_rank_part(nets, noise, log), where)
+    if ranks is None:
+        return None
     return {
         **_weights(nets, config, step),
-        "fingerprint": run_fingerprint,
+        "fingerprint": parts,
         "ema_averaged": int(nets.ema.n_averaged) if nets.ema is not None else 0,
         "opt_g": opts.g.state_dict(),
         "opt_d": opts.d.state_dict(),
         "schedulers": [s.state_dict() for s in opts.schedulers],
         "scalers": [s.state_dict() for s in opts.scalers],
         "batches_drawn": batches.drawn,
-        "rng": runtime.rng_state(noise.gen),
-        "log_sums": log.sums.cpu().clone(),
         "log_counted": log.counted,
         "history": list(history),
+        "hooks": {name: hook.state_dict() for name, hook in hooks.items()},
+        "ranks": ranks,
     }
 
 
 def _restore(saved: dict[str, Any], nets: Networks, opts: Optimizers, batches: DeviceBatches,
-             noise: Noise, log: LogSums) -> list[dict[str, float]]:
-    """Load a state ``_resumable`` made; returns its history."""
+             noise: Noise, log: LogSums, hooks: dict[str, Any],
+             rank: int) -> list[dict[str, float]]:
+    """Load a state ``_resumable`` made, with ``rank``'s own part; returns its history."""
     nets.generator.load_state_dict(saved["generator"])
     nets.discriminator.load_state_dict(saved["discriminator"])
     if nets.ema is not None:
@@ -309,24 +437,49 @@ def _restore(saved: dict[str, Any], nets: Networks, opts: Optimizers, batches: D
         if scaler_state:
             scaler.load_state_dict(scaler_state)
     batches.drawn = saved["batches_drawn"]
-    runtime.set_rng_state(saved["rng"], noise.gen)
-    log.sums.copy_(saved["log_sums"].to(log.sums.device))
+    own = saved["ranks"][rank]
+    modules = {"generator": nets.generator, "discriminator": nets.discriminator,
+               "ema": nets.ema.module if nets.ema is not None else None}
+    for name, buffers in own["buffers"].items():
+        for key, buffer in modules[name].named_buffers():
+            buffer.copy_(buffers[key])
+    runtime.set_rng_state(own["rng"], noise.gen)
+    log.sums.copy_(own["log_sums"].to(log.sums.device))
     log.counted = saved["log_counted"]
+    for name, hook in hooks.items():
+        if name in saved["hooks"]:
+            hook.load_state_dict(saved["hooks"][name])
     return list(saved["history"])
 
 
-def _load_resume(path: Path, expected: str, say: Callable[[str], None]) -> dict | None:
-    """The saved state at ``path`` if it was made by the same configuration, else None."""
+def _load_resume(path: Path, parts: dict[str, str], world: int,
+                 say: Callable[[str], None]) -> dict | None:
+    """The saved state at ``path`` if this very run made it, else None (and one line why)."""
     try:
         saved = read_checkpoint(path, weights_only=False)
     except GanError as exc:
         say(f"train: ignoring {path}: {str(exc).split(': ', 1)[-1]}; starting from step 0")
         return None
-    if saved.get("fingerprint") != expected:
-        say(f"train: ignoring {path}: it was made with other params or data; starting "
-            f"from step 0")
+    if saved.get("fingerprint") != parts:
+        say(f"train: ignoring {path}: it was made with {_mismatch(saved.get('fingerprint'), parts)}"
+            f"; starting from step 0")
+        return None
+    if len(saved["ranks"]) != world:  # the fingerprint's device part counts processes too
+        say(f"train: ignoring {path}: it was made by {len(saved['ranks'])} processes, not "
+            f"{world}; starting from step 0")
         return None
     return saved
+
+
+def _check_same_start(start: int, where: Placement, path: Path | None) -> None:
+    """With several processes, refuse to go on unless every rank resumes from one step."""
+    if where.world == 1:
+        return
+    starts = [None] * where.world
+    dist.all_gather_object(starts, start)
+    if len(set(starts)) > 1:
+        raise GanError(f"train: the {where.world} processes would start from different steps "
+                       f"({', '.join(map(str, starts))}); delete {path} to start from step 0")
 
 
 def train(
@@ -339,6 +492,7 @@ def train(
     resume_path: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    fingerprint_parts: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a GAN on ``data`` (a prepared split) and return the networks and a checkpoint.
 
@@ -346,11 +500,15 @@ def train(
     each ``(every, hook)`` of ``periodic`` is called as ``hook(step, generator)`` every
     ``every`` steps with the (EMA) generator in eval mode, under a forked RNG so that it
     cannot change training. With ``resume_path``, state is saved there every
-    ``checkpoint_every`` steps and on SIGINT/SIGTERM, and a matching file resumes the run.
+    ``checkpoint_every`` steps and on SIGINT/SIGTERM, and a file whose fingerprint matches
+    resumes the run; ``fingerprint_parts`` adds the caller's parts to the fingerprint (see
+    ``fingerprint``). Under torchrun every rank calls this: each reads the file and takes
+    its own part, rank 0 alone writes it and speaks.
     """
     # --- setup ---
     where = place(model_cfg, train_cfg)
     device = where.device
+    say = say if where.rank == 0 else (lambda _: None)
     runtime.set_deterministic(train_cfg.deterministic)
     runtime.seed_everything(seed)
     image_shape = tuple(data["images"].shape[1:])
@@ -367,35 +525,38 @@ def train(
     noise = Noise(model_cfg, train_cfg.batch_size, num_classes, seed, device, share)
     log = LogSums(loss, device)
     config = _run_config(seed, model_cfg, train_cfg, data)
-    run_fingerprint = fingerprint(seed, model_cfg, train_cfg, data["images"])
-    if where.world > 1 and resume_path is not None:
-        if where.rank == 0 and Path(resume_path).is_file():
-            say(f"train: resuming is not supported with {where.world} processes; ignoring "
-                f"{resume_path} and starting from step 0")
-        resume_path = None
+    parts = fingerprint(seed, model_cfg, train_cfg, data, where, fingerprint_parts)
+    hooks = _stateful(periodic)
     seeking = train_cfg.mode_seeking > 0
     steps = train_cfg.steps
     history: list[dict[str, float]] = []
 
-    def state(step: int) -> dict[str, Any]:
-        return _resumable(nets, opts, batches, noise, log, history, config, run_fingerprint,
-                          step)
+    def state(step: int) -> dict[str, Any] | None:
+        return _resumable(nets, opts, batches, noise, log, history, hooks, config, parts, step,
+                          where)
 
     start = 0
     if resume_path is not None and Path(resume_path).is_file():
-        saved = _load_resume(Path(resume_path), run_fingerprint, say)
+        saved = _load_resume(Path(resume_path), parts, where.world, say)
         if saved is not None:
-            history = _restore(saved, nets, opts, batches, noise, log)
+            try:
+                history = _restore(saved, nets, opts, batches, noise, log, hooks, where.rank)
+            except (KeyError, IndexError, RuntimeError, TypeError, ValueError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise GanError(f"train: {resume_path} does not fit this run ({first}); delete "
+                               f"it to start from step 0") from None
             start = saved["step"]
             say(f"train: resuming from step {start} of {steps} ({resume_path})")
             if on_log is not None:  # replay, so the log has no gap and no repeated step
                 for record in history:
                     on_log(record["step"], {k: v for k, v in record.items() if k != "step"})
+    _check_same_start(start, where, resume_path)
 
     # --- the loop ---
     bar = tqdm(range(start + 1, steps + 1), desc="train", unit="step", initial=start,
                total=steps, disable=not progress, dynamic_ncols=True)
     with stop_signals() as received:
+        stop_asked = StopVote(received, where.world)
         for step in bar:
             # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
             for _ in range(train_cfg.d_steps):
@@ -470,22 +631,25 @@ def train(
                         history.append({"step": step, **metrics})
                         if on_log is not None:
                             on_log(step, metrics)
-            if resume_path is not None:
-                if received:
-                    _check_finite(nets, step)
-                    save_checkpoint(state(step), Path(resume_path))
-                    raise Interrupted(f"train: interrupted at step {step} of {steps}; state "
-                                      f"saved to {resume_path}; run the same command (or dvc "
-                                      f"repro) again to resume")
-                if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 \
-                        and step < steps:
-                    _check_finite(nets, step)
-                    save_checkpoint(state(step), Path(resume_path))
-            elif received:
-                raise Interrupted(f"train: interrupted at step {step} of {steps}")
+            stop = stop_asked()  # the same answer on every rank
+            scheduled = bool(train_cfg.checkpoint_every) and \
+                step % train_cfg.checkpoint_every == 0 and step < steps
+            if resume_path is not None and (stop or scheduled):
+                _check_finite(nets, step)
+                saved_state = state(step)  # a collective with several ranks
+                if saved_state is not None:
+                    save_checkpoint(saved_state, Path(resume_path))
+            if stop:
+                stop_asked.barrier()  # no rank leaves before rank 0 has written the state
+                if resume_path is None:
+                    raise Interrupted(f"train: interrupted at step {step} of {steps}")
+                raise Interrupted(f"train: interrupted at step {step} of {steps}; state saved "
+                                  f"to {resume_path}; run the same command (or dvc repro) "
+                                  f"again to resume")
 
     _check_finite(nets, steps)
+    final = state(steps)
     nets.generator.eval()
     nets.discriminator.eval()
     return TrainResult(nets.shown().eval(), nets.discriminator, _weights(nets, config, steps),
-                       state(steps), history, start)
+                       final, history, start)

@@ -1,10 +1,12 @@
 """Stage train: fit the GAN variant of params.yaml and write its checkpoint and log.
 
 With train.devices > 1 (and no torchrun around it) the stage relaunches itself under
-torchrun; under torchrun every rank trains and rank 0 alone writes the outputs.
+torchrun; under torchrun every rank trains and resumes, and rank 0 alone writes the outputs.
 """
 
+import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,12 @@ from dvclive import Live
 
 from gan import classifier, data, metrics, runtime, sample, train, validate
 from gan.config import load_section, load_seed, read_params
-from gan.errors import GanError
+from gan.errors import GanError, Interrupted
 from gan.io import save_checkpoint
 from stages import common
+
+# The packages whose loaded modules are this stage's code (dvc.yaml lists the same files).
+FIRST_PARTY = ("gan", "stages")
 
 
 def main() -> None:
@@ -35,17 +40,52 @@ def main() -> None:
     train_cfg = load_section(params, "train")
     validate.check_run(model_cfg, train_cfg)  # before any data is read
     if train_cfg.devices > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                 f"--nproc_per_node={train_cfg.devices}", "-m", "stages.train",
-                                 *sys.argv[1:]]).returncode)
+        sys.exit(relaunch(train_cfg.devices))
     # only evaluate.train_fid_samples is read: see dvc.yaml
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
         if rank == 0:
             fit(args, seed, model_cfg, train_cfg, eval_cfg)
-        else:  # the other ranks train their share and write nothing
+            return
+        try:  # the other ranks train (and resume) their share and write nothing
             train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
-                        progress=False)
+                        resume_path=args.resume, progress=False,
+                        fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
+        except Interrupted:
+            sys.exit(130)  # rank 0 says it
+
+
+def relaunch(devices: int) -> int:
+    """Run this stage again under torchrun with ``devices`` processes; its exit code.
+
+    SIGINT and SIGTERM are passed on to torchrun, which passes them to every rank; the ranks
+    then agree on a step, save it and stop.
+    """
+    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              f"--nproc_per_node={devices}", "-m", "stages.train",
+                              *sys.argv[1:]])
+    forwarded = []
+
+    def forward(signum, _frame):
+        forwarded.append(signum)
+        child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    code = child.wait()
+    return 130 if forwarded and code != 0 else code
+
+
+def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
+    """What this stage adds to the fingerprint of a run: its code (the files of every
+    first-party module loaded by now: the import closure of this script, which dvc.yaml
+    lists) and, when FID is logged during training, the classifier file and
+    evaluate.train_fid_samples."""
+    parts = {"code": train.code_files(FIRST_PARTY)}
+    if train_cfg.eval_every > 0 and args.classifier is not None and args.classifier.is_file():
+        parts["classifier"] = hashlib.sha256(args.classifier.read_bytes()).hexdigest()
+        parts["params"] = {"evaluate.train_fid_samples": eval_cfg.train_fid_samples}
+    return parts
 
 
 def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
@@ -79,8 +119,8 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
             live.make_summary()
 
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
-                             periodic=periodic,
-                             resume_path=args.resume)
+                             periodic=periodic, resume_path=args.resume,
+                             fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
     save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
     last = [h for h in result.history if "d_loss" in h][-1]

@@ -188,6 +188,29 @@ def test_evolution_snapshots_share_one_latent_batch_and_make_a_gif(tmp_path):
         sample.save_gif([], tmp_path / "empty.gif")
 
 
+def test_evolution_snapshots_come_back_from_their_state(tmp_path):
+    """A resumed run puts back the snapshots taken before the interruption, byte for byte,
+    and removes any other from the folder."""
+    model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
+    generator = FakeG()
+    before = sample.evolution_hook(tmp_path / "before", 0, model, 10)
+    for step in (5, 10):
+        generator.weight.data.fill_(step / 20)
+        before(step, generator)
+    state = before.state_dict()
+    assert state == {p.name: p.read_bytes() for p in (tmp_path / "before").iterdir()}
+    folder = tmp_path / "after"
+    folder.mkdir()
+    (folder / "step_000015.png").write_bytes(b"from another run")
+    after = sample.evolution_hook(folder, 0, model, 10)
+    after.load_state_dict(state)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == state
+    after(15, generator)
+    assert sorted(after.state_dict()) == ["step_000005.png", "step_000010.png",
+                                          "step_000015.png"]
+    assert after.state_dict()["step_000015.png"] != b"from another run"
+
+
 # -- figures --------------------------------------------------------------------------------
 
 def test_loss_curves_have_a_d_accuracy_panel():

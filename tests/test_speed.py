@@ -72,7 +72,8 @@ def test_fp16_resume_restores_the_scalers(tmp_path):
     short = train.train(MODEL, train_cfg(precision="fp16", steps=4), 0, tiny_split(),
                         progress=False).state
     short["config"]["train"] = train.to_dict(cfg)
-    short["fingerprint"] = train.fingerprint(0, MODEL, cfg, tiny_split()["images"])
+    short["fingerprint"] = train.fingerprint(0, MODEL, cfg, tiny_split(),
+                                             train.place(MODEL, cfg))
     save_checkpoint(short, path)
     resumed = train.train(MODEL, cfg, 0, tiny_split(), resume_path=path, progress=False,
                           say=lambda _: None)
