@@ -6,9 +6,10 @@ For each architecture at its params.yaml size, on the same device, batch size an
 - ``reference``: the tutorials' loop: torchvision's FashionMNIST with per-image
   ToTensor/Normalize through a DataLoader, noise drawn with NumPy and moved to the device,
   BCE targets built every step and ``.item()`` on every loss every step.
-Both do the same work per step (D on real and fresh fakes, then G on fresh fakes).
-The floor is the step's FLOPs (FlopCounterMode over one D+G step) over the device's
-measured matmul rate.
+The reference draws fresh fakes for G's step, as the Keras tutorials do; the project
+reuses the D step's fakes (``train.reuse_fakes``, its default) and runs one G forward per
+step. The floor is the project's step's FLOPs (FlopCounterMode over one D+G step, as the
+project runs it) over the device's measured matmul rate.
 
     python -m benchmarks.train_throughput --device cpu --batch-size 64
 """
@@ -129,12 +130,14 @@ def step_flops(model_cfg, train_cfg, split, device: torch.device) -> int:
     loss, batch = losses.get(train_cfg.loss), train_cfg.batch_size
     real = split["images"][:batch].to(device)
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter:  # the project's step: one G forward with reuse_fakes, else two
         z = torch.randn(batch, model_cfg.latent_dim, device=device)
-        with torch.no_grad():
+        with torch.set_grad_enabled(train_cfg.reuse_fakes):
             fake = generator(z)
-        loss.d(discriminator(real), discriminator(fake)).backward()
-        loss.g(discriminator(generator(z))).backward()
+        loss.d(discriminator(real), discriminator(fake.detach())).backward()
+        if not train_cfg.reuse_fakes:
+            fake = generator(z)
+        loss.g(discriminator(fake)).backward()
     return counter.get_total_flops()
 
 

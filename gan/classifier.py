@@ -44,10 +44,13 @@ class Classifier(nn.Module):
             nn.ReLU(inplace=True),  # (B, F): the features
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(NUM_FEATURES, num_classes))
+        # oneDNN's convolutions are about 1.8x faster in channels_last on the CPU (README,
+        # Speed and scale); .to(device) and load_state_dict keep the layout.
+        self.to(memory_format=torch.channels_last)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations (B, NUM_FEATURES)."""
-        return self.body(x)
+        return self.body(x.contiguous(memory_format=torch.channels_last))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))

@@ -82,6 +82,7 @@ class TrainConfig:
     lr_decay: str = _opt("constant")  # gan.optim.LR_DECAYS
     ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
     mode_seeking: float = _opt(0.0, min=0.0)
+    reuse_fakes: bool = _opt(True)
     log_every: int = _opt(min=1)
     eval_every: int = _opt(0, min=0)
     snapshot_every: int = _opt(0, min=0)

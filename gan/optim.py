@@ -8,12 +8,19 @@ import torch
 
 from gan.config import TrainConfig, choose
 
-# train.optimizer -> (parameters, lr, betas) -> optimizer; sgd takes betas[0] as momentum.
+# train.optimizer -> (parameters, lr, betas, fused) -> optimizer; sgd takes betas[0] as
+# momentum. ``fused``: one kernel over all parameters (Adam, SGD) where the device has it;
+# RMSprop has no fused kernel, so it takes the multi-tensor (foreach) path instead.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": lambda params, lr, betas: torch.optim.Adam(params, lr=lr, betas=betas),
-    "rmsprop": lambda params, lr, betas: torch.optim.RMSprop(params, lr=lr),
-    "sgd": lambda params, lr, betas: torch.optim.SGD(params, lr=lr, momentum=betas[0]),
+    "adam": lambda params, lr, betas, fused: torch.optim.Adam(params, lr=lr, betas=betas,
+                                                              fused=fused or None),
+    "rmsprop": lambda params, lr, betas, fused: torch.optim.RMSprop(params, lr=lr,
+                                                                    foreach=fused or None),
+    "sgd": lambda params, lr, betas, fused: torch.optim.SGD(params, lr=lr, momentum=betas[0],
+                                                            fused=fused or None),
 }
+# Devices with fused Adam and SGD kernels.
+FUSED_DEVICES = ("cpu", "cuda")
 # train.lr_decay -> (G steps done, all steps) -> learning-rate multiplier.
 LR_DECAYS: dict[str, Callable[[int, int], float]] = {
     "constant": lambda done, steps: 1.0,
@@ -21,9 +28,11 @@ LR_DECAYS: dict[str, Callable[[int, int], float]] = {
 }
 
 
-def optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter],
-              lr: float) -> torch.optim.Optimizer:
-    return choose(OPTIMIZERS, "train.optimizer", cfg.optimizer)(params, lr, cfg.betas)
+def optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter], lr: float,
+              device: torch.device = torch.device("cpu")) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` over ``params`` (which live on ``device``)."""
+    fused = device.type in FUSED_DEVICES
+    return choose(OPTIMIZERS, "train.optimizer", cfg.optimizer)(params, lr, cfg.betas, fused)
 
 
 def schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:

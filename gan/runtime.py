@@ -43,13 +43,12 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def resolve_memory_format(name: str, device: torch.device, arch: str) -> torch.memory_format:
-    """``auto``: channels_last for convolutional models on CUDA, where it is faster.
-
-    On the CPU it is also faster for dcgan but changes the last bits of every run, so it
-    is only used there when asked for.
-    """
+    """``auto``: channels_last for convolutional models on CUDA and on the CPU, where
+    oneDNN's convolutions run 1.2x to 1.8x faster in it (README, Speed and scale);
+    contiguous for the mlp and on other devices."""
     if name == "auto":
-        name = "channels_last" if device.type == "cuda" and arch != "mlp" else "contiguous"
+        name = "channels_last" if device.type in ("cuda", "cpu") and arch != "mlp" \
+            else "contiguous"
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 

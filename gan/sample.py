@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from gan import models
+from gan import models, runtime
 from gan.config import ModelConfig, SampleConfig, build, choose
 from gan.errors import GanError
 from gan.io import read_checkpoint, write_atomic
@@ -295,5 +295,8 @@ def load_generator(path: Path, device: torch.device | None = None,
         first = str(exc).strip().splitlines()[0]
         raise GanError(f"{path}: generator weights do not fit model.arch "
                        f"{model_cfg.arch!r} ({first})") from None
-    generator.to(device or torch.device("cpu")).eval()
+    device = device or torch.device("cpu")
+    # The layout training uses by default (channels_last for conv Gs on the CPU and CUDA).
+    layout = runtime.resolve_memory_format("auto", device, model_cfg.arch)
+    generator.to(device, memory_format=layout).eval()
     return Trained(generator, model_cfg, image_shape, list(cfg["classes"]))

@@ -18,7 +18,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from gan import losses, models, optim, runtime, validate
@@ -57,6 +58,13 @@ class TrainResult:
     state: dict[str, Any] | None  # the whole resumable state at the last step (rank 0 only)
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+
+
+def phase(name: str):
+    """A named region of the train step for torch.profiler (benchmarks.profile_step); free
+    when no profiler is recording."""
+    return record_function(name) if torch._C._autograd._profiler_enabled() \
+        else nullcontext()
 
 
 @contextmanager
@@ -233,9 +241,9 @@ class Optimizers:
 
 
 def build_optimizers(train_cfg: TrainConfig, nets: Networks, where: Placement) -> Optimizers:
-    opt_g = optim.optimizer(train_cfg, nets.generator.parameters(), train_cfg.lr)
+    opt_g = optim.optimizer(train_cfg, nets.generator.parameters(), train_cfg.lr, where.device)
     opt_d = optim.optimizer(train_cfg, nets.discriminator.parameters(),
-                            train_cfg.lr_d or train_cfg.lr)
+                            train_cfg.lr_d or train_cfg.lr, where.device)
     # fp16 needs loss scaling, one scaler per network.
     scalers = [torch.amp.GradScaler(where.device.type, enabled=where.precision == "fp16")
                for _ in (opt_g, opt_d)]
@@ -559,54 +567,67 @@ def train(
         stop_asked = StopVote(received, where.world)
         for step in bar:
             # (1) D step(s): minimise d_loss, i.e. raise D on real images, lower it on fakes.
-            for _ in range(train_cfg.d_steps):
-                real, real_labels = batches.next()
-                if where.memory_format is torch.channels_last:
-                    real = real.contiguous(memory_format=where.memory_format)
-                real_labels = real_labels if model_cfg.conditional else None
-                z, fake_labels = noise.draw()
-                with torch.no_grad(), where.autocast():
-                    fake = nets.g_plain(z, fake_labels)
-                with where.autocast():
+            for d_step in range(1, train_cfg.d_steps + 1):
+                # With reuse_fakes the last D step's fakes keep their graph and serve the G
+                # step too: one G forward per step instead of two (the classic tutorials).
+                keep = train_cfg.reuse_fakes and d_step == train_cfg.d_steps
+                with phase("data"):
+                    real, real_labels = batches.next()
+                    if where.memory_format is torch.channels_last:
+                        real = real.contiguous(memory_format=where.memory_format)
+                    real_labels = real_labels if model_cfg.conditional else None
+                    z, fake_labels = noise.draw(paired=seeking and keep)
+                with phase("g_forward"), torch.set_grad_enabled(keep), where.autocast():
+                    fake = (nets.g_run if keep else nets.g_plain)(z, fake_labels)
+                with phase("d_forward"), where.autocast():
                     real_scores = nets.d_run(real, real_labels)
-                    fake_scores = nets.d_run(fake, fake_labels)
-                # Losses in fp32 (.float() is a no-op there).
-                d_loss = loss.d(real_scores.float(), fake_scores.float(), real_target)
+                    fake_scores = nets.d_run(fake.detach(), fake_labels)
+                    # Losses in fp32 (.float() is a no-op there).
+                    d_loss = loss.d(real_scores.float(), fake_scores.float(), real_target)
                 if loss.gradient_penalty:
                     # (||grad D(x_hat)||_2 - 1)^2 at random interpolates (Gulrajani et al.),
                     # in fp32 outside autocast and before loss scaling, so its input
                     # gradient is the true one; its weight gradients are then scaled and
                     # unscaled with the rest of d_loss.
-                    d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
-                        nets.discriminator, real, fake.float(), real_labels)
-                opts.d.zero_grad(set_to_none=True)
-                scaler_d.scale(d_loss).backward()
-                if train_cfg.grad_clip is not None:
-                    scaler_d.unscale_(opts.d)
-                    nn.utils.clip_grad_value_(nets.discriminator.parameters(),
-                                              train_cfg.grad_clip)
-                scaler_d.step(opts.d)  # skipped (and the scale lowered) on inf/nan gradients
-                scaler_d.update()
+                    with phase("d_penalty"):
+                        d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
+                            nets.discriminator, real, fake.float(), real_labels)
+                with phase("d_backward"):
+                    opts.d.zero_grad(set_to_none=True)
+                    scaler_d.scale(d_loss).backward()
+                with phase("d_optimizer"):
+                    if train_cfg.grad_clip is not None:
+                        scaler_d.unscale_(opts.d)
+                        nn.utils.clip_grad_value_(nets.discriminator.parameters(),
+                                                  train_cfg.grad_clip)
+                    scaler_d.step(opts.d)  # skipped (and the scale lowered) on inf/nan grads
+                    scaler_d.update()
 
-            # (2) G step: minimise g_loss on fresh fakes, through D but updating only G.
-            z, fake_labels = noise.draw(paired=seeking)
-            with where.autocast():
-                fake = nets.g_run(z, fake_labels)
+            # (2) G step: minimise g_loss through the updated D, updating only G.
+            if not train_cfg.reuse_fakes:  # fresh fakes
+                with phase("data"):
+                    z, fake_labels = noise.draw(paired=seeking)
+                with phase("g_forward"), where.autocast():
+                    fake = nets.g_run(z, fake_labels)
+            with phase("g_through_d"), where.autocast():
                 g_scores = nets.d_plain(fake, fake_labels)
-            g_loss = loss.g(g_scores.float())
-            if seeking:
-                g_loss = g_loss + train_cfg.mode_seeking * losses.mode_seeking(fake.float(), z)
-            opts.g.zero_grad(set_to_none=True)
-            scaler_g.scale(g_loss).backward()
-            if train_cfg.grad_clip is not None:
-                scaler_g.unscale_(opts.g)
-                nn.utils.clip_grad_value_(nets.generator.parameters(), train_cfg.grad_clip)
-            scaler_g.step(opts.g)
-            scaler_g.update()
-            for sched in opts.schedulers:
-                sched.step()
-            if nets.ema is not None:
-                nets.ema.update_parameters(nets.generator)
+                g_loss = loss.g(g_scores.float())
+                if seeking:
+                    g_loss = g_loss + train_cfg.mode_seeking * losses.mode_seeking(fake.float(),
+                                                                                   z)
+            with phase("g_backward"):
+                opts.g.zero_grad(set_to_none=True)
+                scaler_g.scale(g_loss).backward()
+            with phase("g_optimizer"):
+                if train_cfg.grad_clip is not None:
+                    scaler_g.unscale_(opts.g)
+                    nn.utils.clip_grad_value_(nets.generator.parameters(), train_cfg.grad_clip)
+                scaler_g.step(opts.g)
+                scaler_g.update()
+                for sched in opts.schedulers:
+                    sched.step()
+                if nets.ema is not None:
+                    nets.ema.update_parameters(nets.generator)
 
             # (3) Log, run the periodic hooks, save resumable state.
             log.add(d_loss, g_loss, real_scores, fake_scores)

@@ -41,11 +41,23 @@ def test_precision_auto_is_fp32_on_the_cpu_and_refusals_are_one_line():
             runtime.resolve_precision(name, torch.device("mps"))
 
 
-def test_explicit_fp32_and_contiguous_are_the_default_bits():
+def test_auto_memory_format_is_channels_last_for_conv_models_on_cpu_and_cuda():
+    resolve = runtime.resolve_memory_format
+    for device in ("cpu", "cuda"):
+        assert resolve("auto", torch.device(device), "dcgan") is torch.channels_last
+        assert resolve("auto", torch.device(device), "resize_conv") is torch.channels_last
+        assert resolve("auto", torch.device(device), "mlp") is torch.contiguous_format
+    assert resolve("auto", torch.device("mps"), "dcgan") is torch.contiguous_format
+    assert resolve("contiguous", torch.device("cpu"), "dcgan") is torch.contiguous_format
+
+
+def test_explicit_fp32_and_channels_last_are_the_default_bits():
     a = train.train(MODEL, train_cfg(), 0, tiny_split(), progress=False)
-    b = train.train(MODEL, train_cfg(precision="fp32", memory_format="contiguous"), 0,
+    b = train.train(MODEL, train_cfg(precision="fp32", memory_format="channels_last"), 0,
                     tiny_split(), progress=False)
     assert a.history == b.history
+    for key in a.checkpoint["generator"]:
+        assert torch.equal(a.checkpoint["generator"][key], b.checkpoint["generator"][key])
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -199,3 +199,38 @@ def test_mode_seeking_pairs_classes_in_the_g_step_and_changes_the_run(monkeypatc
     assert all(torch.equal(y[:8], y[8:]) for y in asked)
     assert any(not torch.equal(plain.checkpoint["generator"][k], seeking.checkpoint["generator"][k])
                for k in plain.checkpoint["generator"])
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_reuse_fakes_runs_one_g_forward_per_step_and_scores_the_same_fakes(monkeypatch, d_steps):
+    calls: list[tuple[bool, torch.Tensor]] = []  # (grad enabled, output) of each G forward
+    scored: list[torch.Tensor] = []  # what D scores with gradients off for its weights
+    build = models.build
+
+    def spying_build(*args, **kwargs):
+        generator, discriminator = build(*args, **kwargs)
+        generator.register_forward_hook(
+            lambda module, inputs, output: calls.append((torch.is_grad_enabled(), output)))
+        discriminator.register_forward_pre_hook(
+            lambda module, inputs: scored.append(inputs[0]) if inputs[0].requires_grad
+            else None)
+        return generator, discriminator
+
+    monkeypatch.setattr(models, "build", spying_build)
+    steps = 3
+    reused = train.train(MODEL, train_cfg(steps=steps, d_steps=d_steps), 0, tiny_split(),
+                         progress=False)
+    # d_steps forwards per step, the last with a graph, and G's loss scores that very batch.
+    assert len(calls) == steps * d_steps
+    assert [grad for grad, _ in calls] == ([False] * (d_steps - 1) + [True]) * steps
+    assert len(scored) == steps
+    assert all(s is calls[(i + 1) * d_steps - 1][1] for i, s in enumerate(scored))
+
+    calls.clear()
+    scored.clear()
+    fresh = train.train(MODEL, train_cfg(steps=steps, d_steps=d_steps, reuse_fakes=False), 0,
+                        tiny_split(), progress=False)
+    assert [grad for grad, _ in calls] == ([False] * d_steps + [True]) * steps
+    assert all(s is calls[(i + 1) * (d_steps + 1) - 1][1] for i, s in enumerate(scored))
+    assert any(not torch.equal(reused.checkpoint["generator"][k], fresh.checkpoint["generator"][k])
+               for k in reused.checkpoint["generator"])
