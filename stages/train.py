@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dvclive import Live
@@ -118,14 +119,19 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
                 live.log_metric(name, value)
             live.make_summary()
 
+        start = time.perf_counter()
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
                              periodic=periodic, resume_path=args.resume,
                              fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
+        seconds = time.perf_counter() - start
     save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
     last = [h for h in result.history if "d_loss" in h][-1]
+    # The time goes to stdout only: in a tracked output it would break byte-for-byte repro.
+    done = train_cfg.steps - result.resumed_from
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
-          f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint}")
+          f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint} "
+          f"({done} steps in {seconds:.0f} s, {done / seconds:.1f} steps/s)")
 
 
 if __name__ == "__main__":

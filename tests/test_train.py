@@ -234,3 +234,21 @@ def test_reuse_fakes_runs_one_g_forward_per_step_and_scores_the_same_fakes(monke
     assert all(s is calls[(i + 1) * (d_steps + 1) - 1][1] for i, s in enumerate(scored))
     assert any(not torch.equal(reused.checkpoint["generator"][k], fresh.checkpoint["generator"][k])
                for k in reused.checkpoint["generator"])
+
+
+def test_g_step_computes_no_gradient_for_d_weights(monkeypatch):
+    received: list[str] = []  # one entry per gradient computed for a D weight
+    build = models.build
+
+    def spying_build(*args, **kwargs):
+        generator, discriminator = build(*args, **kwargs)
+        for name, param in discriminator.named_parameters():
+            param.register_hook(lambda grad, name=name: received.append(name))
+        return generator, discriminator
+
+    monkeypatch.setattr(models, "build", spying_build)
+    result = train.train(MODEL, train_cfg(steps=3, d_steps=2), 0, tiny_split(), progress=False)
+    weights = len(list(result.discriminator.parameters()))
+    # D's step computes each weight's gradient once per D step; G's step computes none.
+    assert len(received) == 3 * 2 * weights
+    assert all(p.requires_grad for p in result.discriminator.parameters())
