@@ -44,6 +44,10 @@ LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 # the result: the checkpoint schedule, and the device, precision and memory format as asked
 # for (what they resolve to is the fingerprint's "device" part).
 RESUME_FREE_KEYS = ("checkpoint_every", "device", "precision", "memory_format")
+# Latent batches of train.batch_size behind the EMA generator's batch-norm statistics each
+# time it is used (2,048 latents at the default 128): enough for each channel's mean and
+# variance, at the cost of 16 no-grad G passes per snapshot or FID and one more at the end.
+STANDING_BATCHES = 16
 # A periodic hook sees (step, generator) and may return metrics to log at that step. One
 # that must survive a resume also has a ``name``, ``state_dict()`` and ``load_state_dict()``.
 Hook = Callable[[int, nn.Module], "dict[str, float] | None"]
@@ -193,6 +197,7 @@ class Networks:
     d_plain: nn.Module
     g_run: nn.Module
     d_run: nn.Module
+    standing_step: int | None = None  # the step whose standing statistics the EMA G holds
 
     def shown(self) -> nn.Module:
         """The generator that samples are drawn from: the EMA one when there is one."""
@@ -210,8 +215,10 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
         torch.manual_seed(seed + 1_000_003 * where.rank)
     ema = None
     if train_cfg.ema_decay is not None:
+        # Weights only: the EMA G's batch-norm statistics are estimated from its own weights
+        # where it is used (``shown_at``), not averaged from the trained G's.
         ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay),
-                            use_buffers=True)
+                            use_buffers=False)
     compiled = torch.compile if train_cfg.compile else (lambda module: module)
     g_plain, d_plain = compiled(generator), compiled(discriminator)
     g_run, d_run = g_plain, d_plain
@@ -222,6 +229,30 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
         d_run = compiled(DistributedDataParallel(discriminator, device_ids=ids,
                                                  broadcast_buffers=False))
     return Networks(generator, discriminator, ema, g_plain, d_plain, g_run, d_run)
+
+
+def _standing_seed(seed: int, step: int) -> int:
+    """The seed of the latents behind the standing statistics at ``step``: a stream apart
+    from every one that training draws from."""
+    digest = hashlib.sha256(f"standing statistics {seed} {step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # below 2**63
+
+
+def shown_at(nets: Networks, model_cfg: ModelConfig, batch_size: int, num_classes: int,
+             seed: int, step: int, device: torch.device) -> nn.Module:
+    """The generator samples are drawn from at ``step``, in eval mode.
+
+    The EMA G first gets its standing statistics (``models.standing_statistics``) from a
+    torch.Generator seeded with (seed, step): a function of its weights, the seed and the
+    step alone, so runs stay bit-exact, every rank computes the same and a resumed run
+    recomputes what the uninterrupted one did. Done once per step.
+    """
+    if nets.ema is not None and nets.standing_step != step:
+        gen = torch.Generator(device=device).manual_seed(_standing_seed(seed, step))
+        models.standing_statistics(nets.ema.module, model_cfg, num_classes, batch_size,
+                                   STANDING_BATCHES, gen)
+        nets.standing_step = step
+    return nets.shown().eval()
 
 
 @dataclass
@@ -535,6 +566,9 @@ def train(
         return _resumable(nets, opts, batches, noise, log, history, hooks, config, parts, step,
                           where)
 
+    def generator_at(step: int) -> nn.Module:
+        return shown_at(nets, model_cfg, train_cfg.batch_size, num_classes, seed, step, device)
+
     start = 0
     if resume_path is not None and Path(resume_path).is_file():
         saved = _load_resume(Path(resume_path), parts, where.world, say)
@@ -623,7 +657,7 @@ def train(
                 bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
             for every, hook in periodic:
                 if step % every == 0 or step == steps:
-                    shown = nets.shown().eval()
+                    shown = generator_at(step)
                     with torch.random.fork_rng(devices=runtime.cuda_devices(device)):
                         metrics = hook(step, shown)
                     shown.train()
@@ -648,8 +682,9 @@ def train(
                                   f"again to resume")
 
     _check_finite(nets, steps)
+    generator = generator_at(steps)  # before the state, which holds the EMA G's statistics
     final = state(steps)
     nets.generator.eval()
     nets.discriminator.eval()
-    return TrainResult(nets.shown().eval(), nets.discriminator, _weights(nets, config, steps),
+    return TrainResult(generator, nets.discriminator, _weights(nets, config, steps),
                        final, history, start)
