@@ -85,9 +85,11 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     """WGAN-GP's penalty (Gulrajani et al., 2017): mean (||grad_x D(x_hat)||_2 - 1)^2.
 
     x_hat = alpha x + (1 - alpha) G(z) for real and fake (B, C, H, W), alpha (B,) drawn from
-    U(0, 1) unless given; ``labels`` are the conditional D's, shared by both. The graph is
-    kept (create_graph) so the penalty trains D; D adds ``train.gp_weight`` times it to its
-    loss. Fakes are detached: the penalty never moves G.
+    U(0, 1) unless given; ``labels`` are the conditional D's, the class of both real[i] and
+    fake[i] (the caller generates the fakes for the real images' classes, since D scores
+    each interpolate under one label). The graph is kept (create_graph) so the penalty
+    trains D; D adds ``train.gp_weight`` times it to its loss. Fakes are detached: the
+    penalty never moves G.
     """
     if alpha is None:
         alpha = torch.rand(real.shape[0], device=real.device)

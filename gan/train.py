@@ -599,6 +599,12 @@ def train(
                     real = real.contiguous(memory_format=where.memory_format)
                 real_labels = real_labels if model_cfg.conditional else None
                 z, fake_labels = noise.draw()
+                if loss.gradient_penalty and real_labels is not None:
+                    # The penalty scores each real/fake interpolate under one label, which
+                    # must be both ends' class: these fakes take the real batch's classes
+                    # (the classes drawn above are discarded, so the noise stream is the
+                    # same as without this line).
+                    fake_labels = real_labels
                 with torch.no_grad(), where.autocast():
                     fake = nets.g_plain(z, fake_labels)
                 with where.autocast():

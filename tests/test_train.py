@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan import models, runtime, sample, train
+from gan import losses, models, runtime, sample, train
 from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
 from gan.io import save_checkpoint
@@ -270,3 +270,34 @@ def test_ema_statistics_pass_leaves_training_untouched():
     for part in ("generator", "discriminator", "generator_ema"):
         for key, value in plain[part].items():
             assert torch.equal(value, hooked[part][key]), (part, key)
+
+
+def test_conditional_penalty_scores_each_pair_under_the_class_of_both(monkeypatch):
+    # Each interpolate of the gradient penalty mixes a real image and a fake; D scores it
+    # under one label, which must be both the real image's class and the fake's.
+    model = ModelConfig(arch="dcgan", conditional=True, latent_dim=8, g_channels=4,
+                        d_channels=4, d_norm="none")
+    split = tiny_split()
+    made: list[torch.Tensor] = []  # the classes of each D step's fakes (G without gradients)
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (real's classes, penalty labels)
+    build, penalty = models.build, losses.gradient_penalty
+
+    def spying_build(*args, **kwargs):
+        generator, discriminator = build(*args, **kwargs)
+        generator.register_forward_pre_hook(
+            lambda module, inputs: None if torch.is_grad_enabled()
+            else made.append(inputs[1].clone()))
+        return generator, discriminator
+
+    def spying_penalty(discriminator, real, fake, labels=None, alpha=None):
+        rows = (real[:, None] == split["images"][None]).flatten(2).all(dim=2)  # (B, N)
+        pairs.append((split["labels"][rows.float().argmax(dim=1)], labels.clone()))
+        return penalty(discriminator, real, fake, labels, alpha)
+
+    monkeypatch.setattr(models, "build", spying_build)
+    monkeypatch.setattr(losses, "gradient_penalty", spying_penalty)
+    train.train(model, train_cfg(loss="wgan_gp", steps=3, d_steps=2), 0, split, progress=False)
+    assert len(made) == len(pairs) == 6
+    for fake_classes, (real_classes, labels) in zip(made, pairs, strict=True):
+        assert torch.equal(labels, real_classes)
+        assert torch.equal(labels, fake_classes)
