@@ -103,6 +103,26 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     return ((norms - 1.0) ** 2).mean()
 
 
+def r1_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], real: Tensor,
+               labels: Tensor | None = None) -> Tensor:
+    """R1 (Mescheder et al., 2018): mean ||grad_x D(x)||_2^2 at real images x.
+
+    ``real`` (B, C, H, W), ``labels`` (B,) their classes for a conditional D. Penalising
+    D's gradient on the data alone makes training converge locally to a G that matches the
+    data, where unregularised training can circle around it (their Dirac-GAN). It needs no
+    fakes and suits any loss. The graph is kept
+    (create_graph) so the penalty trains D; D adds ``train.r1_weight / 2`` times it to its
+    loss (their gamma / 2). The images are detached: nothing flows back to them.
+    """
+    x = real.detach().requires_grad_(True)
+    scores = discriminator(x, labels)  # (B,)
+    # The gradient of the batch's summed scores: each sample's own gradient exactly only
+    # when samples are independent in D; with batch norm in D it also holds every other
+    # sample's effect on this one through the batch statistics.
+    (grads,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grads.flatten(1).pow(2).sum(dim=1).mean()
+
+
 def pair_halves(n: int) -> tuple[slice, slice]:
     """The rows paired by ``mode_seeking`` in a batch of ``n``: [0, n//2) with the next n//2."""
     half = n // 2

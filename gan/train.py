@@ -619,6 +619,12 @@ def train(
                     # unscaled with the rest of d_loss.
                     d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
                         nets.discriminator, real, fake.float(), real_labels)
+                if train_cfg.r1_weight > 0:
+                    # R1 (Mescheder et al., 2018), (r1_weight / 2) E||grad_x D(x)||^2 at the
+                    # real batch, with its classes: in fp32 outside autocast, before loss
+                    # scaling and through the plain D, like the penalty above.
+                    d_loss = d_loss + train_cfg.r1_weight / 2 * losses.r1_penalty(
+                        nets.discriminator, real, real_labels)
                 opts.d.zero_grad(set_to_none=True)
                 scaler_d.scale(d_loss).backward()
                 if train_cfg.grad_clip is not None:

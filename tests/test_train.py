@@ -301,3 +301,45 @@ def test_conditional_penalty_scores_each_pair_under_the_class_of_both(monkeypatc
     for fake_classes, (real_classes, labels) in zip(made, pairs, strict=True):
         assert torch.equal(labels, real_classes)
         assert torch.equal(labels, fake_classes)
+
+
+def test_r1_penalty_joins_every_d_step_on_the_real_batch(monkeypatch):
+    model = ModelConfig(arch="dcgan", conditional=True, latent_dim=8, g_channels=4,
+                        d_channels=4)
+    split = tiny_split()
+    calls: list[tuple[type, torch.Tensor, torch.Tensor]] = []  # (D, real's classes, labels)
+    penalty = losses.r1_penalty
+
+    def spying_r1(discriminator, real, labels=None):
+        rows = (real[:, None] == split["images"][None]).flatten(2).all(dim=2)  # (B, N)
+        assert rows.any(dim=1).all()  # real training images, not fakes or mixes
+        calls.append((type(discriminator), split["labels"][rows.float().argmax(dim=1)],
+                      labels.clone()))
+        return penalty(discriminator, real, labels)
+
+    monkeypatch.setattr(losses, "r1_penalty", spying_r1)
+    plain = train.train(model, train_cfg(steps=2, d_steps=2), 0, split, progress=False)
+    assert calls == []  # r1_weight 0: never computed
+    r1 = train.train(model, train_cfg(steps=2, d_steps=2, r1_weight=10.0), 0, split,
+                     progress=False)
+    assert len(calls) == 4
+    for d_type, classes, labels in calls:
+        assert d_type is models.dcgan.Discriminator  # the plain D: double backward
+        assert torch.equal(labels, classes)
+    assert any(not torch.equal(plain.checkpoint["discriminator"][k], v)
+               for k, v in r1.checkpoint["discriminator"].items())
+
+
+def test_r1_weight_adds_half_itself_times_the_penalty_to_d_loss(monkeypatch):
+    # A constant penalty moves no weight, so both runs train alike and D's loss differs
+    # by exactly r1_weight / 2 times it.
+    monkeypatch.setattr(losses, "r1_penalty", lambda discriminator, real, labels=None:
+                        torch.tensor(4.0))
+    base = train.train(MODEL, train_cfg(steps=2, log_every=1), 0, tiny_split(),
+                       progress=False).history
+    weighted = train.train(MODEL, train_cfg(steps=2, log_every=1, r1_weight=3.0), 0,
+                           tiny_split(), progress=False).history
+    assert len(base) == len(weighted) == 2
+    for a, b in zip(base, weighted, strict=True):
+        assert b["d_loss"] == pytest.approx(a["d_loss"] + 3.0 / 2 * 4.0)
+        assert b["g_loss"] == a["g_loss"]
