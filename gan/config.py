@@ -77,6 +77,7 @@ class TrainConfig:
     steps: int = _opt(min=1)
     d_steps: int = _opt(1, min=1, max=100)
     gp_weight: float = _opt(10.0, min=0.0)
+    r1_weight: float = _opt(0.0, min=0.0)
     label_smoothing: float = _opt(0.0, min=0.0, max=0.5)
     grad_clip: float | None = _opt(None, gt=0.0)
     lr_decay: str = _opt("constant")  # gan.optim.LR_DECAYS

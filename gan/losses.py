@@ -85,9 +85,11 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     """WGAN-GP's penalty (Gulrajani et al., 2017): mean (||grad_x D(x_hat)||_2 - 1)^2.
 
     x_hat = alpha x + (1 - alpha) G(z) for real and fake (B, C, H, W), alpha (B,) drawn from
-    U(0, 1) unless given; ``labels`` are the conditional D's, shared by both. The graph is
-    kept (create_graph) so the penalty trains D; D adds ``train.gp_weight`` times it to its
-    loss. Fakes are detached: the penalty never moves G.
+    U(0, 1) unless given; ``labels`` are the conditional D's, the class of both real[i] and
+    fake[i] (the caller generates the fakes for the real images' classes, since D scores
+    each interpolate under one label). The graph is kept (create_graph) so the penalty
+    trains D; D adds ``train.gp_weight`` times it to its loss. Fakes are detached: the
+    penalty never moves G.
     """
     if alpha is None:
         alpha = torch.rand(real.shape[0], device=real.device)
@@ -99,6 +101,26 @@ def gradient_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], r
     (grads,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     norms = grads.flatten(1).norm(2, dim=1)  # (B,)
     return ((norms - 1.0) ** 2).mean()
+
+
+def r1_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], real: Tensor,
+               labels: Tensor | None = None) -> Tensor:
+    """R1 (Mescheder et al., 2018): mean ||grad_x D(x)||_2^2 at real images x.
+
+    ``real`` (B, C, H, W), ``labels`` (B,) their classes for a conditional D. Penalising
+    D's gradient on the data alone makes training converge locally to a G that matches the
+    data, where unregularised training can circle around it (their Dirac-GAN). It needs no
+    fakes and suits any loss. The graph is kept
+    (create_graph) so the penalty trains D; D adds ``train.r1_weight / 2`` times it to its
+    loss (their gamma / 2). The images are detached: nothing flows back to them.
+    """
+    x = real.detach().requires_grad_(True)
+    scores = discriminator(x, labels)  # (B,)
+    # The gradient of the batch's summed scores: each sample's own gradient exactly only
+    # when samples are independent in D; with batch norm in D it also holds every other
+    # sample's effect on this one through the batch statistics.
+    (grads,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grads.flatten(1).pow(2).sum(dim=1).mean()
 
 
 def pair_halves(n: int) -> tuple[slice, slice]:

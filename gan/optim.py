@@ -29,9 +29,9 @@ LR_DECAYS: dict[str, Callable[[int, int], float]] = {
 
 
 def optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter], lr: float,
-              device: torch.device = torch.device("cpu")) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` over ``params`` (which live on ``device``)."""
-    fused = device.type in FUSED_DEVICES
+              device_type: str = "cpu") -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` over ``params``, which live on a ``device_type``."""
+    fused = device_type in FUSED_DEVICES
     return choose(OPTIMIZERS, "train.optimizer", cfg.optimizer)(params, lr, cfg.betas, fused)
 
 

@@ -45,6 +45,10 @@ LOG_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 # the result: the checkpoint schedule, and the device, precision and memory format as asked
 # for (what they resolve to is the fingerprint's "device" part).
 RESUME_FREE_KEYS = ("checkpoint_every", "device", "precision", "memory_format")
+# Latent batches of train.batch_size behind the EMA generator's batch-norm statistics each
+# time it is used (2,048 latents at the default 128): enough for each channel's mean and
+# variance, at the cost of 16 no-grad G passes per snapshot or FID and one more at the end.
+STANDING_BATCHES = 16
 # A periodic hook sees (step, generator) and may return metrics to log at that step. One
 # that must survive a resume also has a ``name``, ``state_dict()`` and ``load_state_dict()``.
 Hook = Callable[[int, nn.Module], "dict[str, float] | None"]
@@ -215,6 +219,7 @@ class Networks:
     d_plain: nn.Module
     g_run: nn.Module
     d_run: nn.Module
+    standing_step: int | None = None  # the step whose standing statistics the EMA G holds
 
     def shown(self) -> nn.Module:
         """The generator that samples are drawn from: the EMA one when there is one."""
@@ -232,8 +237,10 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
         torch.manual_seed(seed + 1_000_003 * where.rank)
     ema = None
     if train_cfg.ema_decay is not None:
+        # Weights only: the EMA G's batch-norm statistics are estimated from its own weights
+        # where it is used (``shown_at``), not averaged from the trained G's.
         ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay),
-                            use_buffers=True)
+                            use_buffers=False)
     compiled = torch.compile if train_cfg.compile else (lambda module: module)
     g_plain, d_plain = compiled(generator), compiled(discriminator)
     g_run, d_run = g_plain, d_plain
@@ -246,6 +253,30 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
     return Networks(generator, discriminator, ema, g_plain, d_plain, g_run, d_run)
 
 
+def _standing_seed(seed: int, step: int) -> int:
+    """The seed of the latents behind the standing statistics at ``step``: a stream apart
+    from every one that training draws from."""
+    digest = hashlib.sha256(f"standing statistics {seed} {step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # below 2**63
+
+
+def shown_at(nets: Networks, model_cfg: ModelConfig, batch_size: int, num_classes: int,
+             seed: int, step: int, device: torch.device) -> nn.Module:
+    """The generator samples are drawn from at ``step``, in eval mode.
+
+    The EMA G first gets its standing statistics (``models.standing_statistics``) from a
+    torch.Generator seeded with (seed, step): a function of its weights, the seed and the
+    step alone, so runs stay bit-exact, every rank computes the same and a resumed run
+    recomputes what the uninterrupted one did. Done once per step.
+    """
+    if nets.ema is not None and nets.standing_step != step:
+        gen = torch.Generator(device=device).manual_seed(_standing_seed(seed, step))
+        models.standing_statistics(nets.ema.module, model_cfg, num_classes, batch_size,
+                                   STANDING_BATCHES, gen)
+        nets.standing_step = step
+    return nets.shown().eval()
+
+
 @dataclass
 class Optimizers:
     g: torch.optim.Optimizer
@@ -255,9 +286,11 @@ class Optimizers:
 
 
 def build_optimizers(train_cfg: TrainConfig, nets: Networks, where: Placement) -> Optimizers:
-    opt_g = optim.optimizer(train_cfg, nets.generator.parameters(), train_cfg.lr, where.device)
+    opt_g = optim.optimizer(train_cfg, nets.generator.parameters(), train_cfg.lr,
+                            where.device.type)
     opt_d = optim.optimizer(train_cfg, nets.discriminator.parameters(),
-                            train_cfg.lr_d or train_cfg.lr, where.device)
+                            train_cfg.lr_d or train_cfg.lr,
+                            where.device.type)
     # fp16 needs loss scaling, one scaler per network.
     scalers = [torch.amp.GradScaler(where.device.type, enabled=where.precision == "fp16")
                for _ in (opt_g, opt_d)]
@@ -550,12 +583,19 @@ def train(
     parts = fingerprint(seed, model_cfg, train_cfg, data, where, fingerprint_parts)
     hooks = _stateful(periodic)
     seeking = train_cfg.mode_seeking > 0
+    # A conditional penalty gives the D step's fakes the real batch's classes, which the
+    # mode-seeking pairs of G's step cannot share: that one combination draws fresh fakes.
+    reuse = train_cfg.reuse_fakes and not (seeking and loss.gradient_penalty
+                                           and model_cfg.conditional)
     steps = train_cfg.steps
     history: list[dict[str, float]] = []
 
     def state(step: int) -> dict[str, Any] | None:
         return _resumable(nets, opts, batches, noise, log, history, hooks, config, parts, step,
                           where)
+
+    def generator_at(step: int) -> nn.Module:
+        return shown_at(nets, model_cfg, train_cfg.batch_size, num_classes, seed, step, device)
 
     start = 0
     if resume_path is not None and Path(resume_path).is_file():
@@ -584,13 +624,19 @@ def train(
             for d_step in range(1, train_cfg.d_steps + 1):
                 # With reuse_fakes the last D step's fakes keep their graph and serve the G
                 # step too: one G forward per step instead of two (the classic tutorials).
-                keep = train_cfg.reuse_fakes and d_step == train_cfg.d_steps
+                keep = reuse and d_step == train_cfg.d_steps
                 with phase("data"):
                     real, real_labels = batches.next()
                     if where.memory_format is torch.channels_last:
                         real = real.contiguous(memory_format=where.memory_format)
                     real_labels = real_labels if model_cfg.conditional else None
                     z, fake_labels = noise.draw(paired=seeking and keep)
+                    if loss.gradient_penalty and real_labels is not None:
+                        # The penalty scores each real/fake interpolate under one label,
+                        # which must be both ends' class: these fakes take the real batch's
+                        # classes (the classes drawn above are discarded, so the noise
+                        # stream is the same as without this line).
+                        fake_labels = real_labels
                 with phase("g_forward"), torch.set_grad_enabled(keep), where.autocast():
                     fake = (nets.g_run if keep else nets.g_plain)(z, fake_labels)
                 with phase("d_forward"), where.autocast():
@@ -606,6 +652,13 @@ def train(
                     with phase("d_penalty"):
                         d_loss = d_loss + train_cfg.gp_weight * losses.gradient_penalty(
                             nets.discriminator, real, fake.float(), real_labels)
+                if train_cfg.r1_weight > 0:
+                    # R1 (Mescheder et al., 2018), (r1_weight / 2) E||grad_x D(x)||^2 at the
+                    # real batch, with its classes: in fp32 outside autocast, before loss
+                    # scaling and through the plain D, like the penalty above.
+                    with phase("d_penalty"):
+                        d_loss = d_loss + train_cfg.r1_weight / 2 * losses.r1_penalty(
+                            nets.discriminator, real, real_labels)
                 with phase("d_backward"):
                     opts.d.zero_grad(set_to_none=True)
                     scaler_d.scale(d_loss).backward()
@@ -618,7 +671,7 @@ def train(
                     scaler_d.update()
 
             # (2) G step: minimise g_loss through the updated D, updating only G.
-            if not train_cfg.reuse_fakes:  # fresh fakes
+            if not reuse:  # fresh fakes
                 with phase("data"):
                     z, fake_labels = noise.draw(paired=seeking)
                 with phase("g_forward"), where.autocast():
@@ -660,7 +713,7 @@ def train(
                 bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
             for every, hook in periodic:
                 if step % every == 0 or step == steps:
-                    shown = nets.shown().eval()
+                    shown = generator_at(step)
                     with torch.random.fork_rng(devices=runtime.cuda_devices(device)):
                         metrics = hook(step, shown)
                     shown.train()
@@ -685,8 +738,9 @@ def train(
                                   f"again to resume")
 
     _check_finite(nets, steps)
+    generator = generator_at(steps)  # before the state, which holds the EMA G's statistics
     final = state(steps)
     nets.generator.eval()
     nets.discriminator.eval()
-    return TrainResult(nets.shown().eval(), nets.discriminator, _weights(nets, config, steps),
+    return TrainResult(generator, nets.discriminator, _weights(nets, config, steps),
                        final, history, start)

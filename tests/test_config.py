@@ -55,6 +55,7 @@ def test_betas_become_a_tuple(params):
     ("train", "betas", [0.5], "train.betas: got [0.5], expected a list [a number, a number]"),
     ("train", "betas", [0.5, 1.5], "train.betas[1]: got 1.5, must be at most 0.9999"),
     ("train", "lr_d", "x", "train.lr_d: got 'x', expected a number or null"),
+    ("train", "r1_weight", -1, "train.r1_weight: got -1.0, must be at least 0.0"),
     ("data", "dataset", "cifar", "data.dataset: got 'cifar', allowed: fashion_mnist, mnist, "
                                  "kmnist, image_folder"),
     ("data", "image_size", 4, "data.image_size: got 4, must be at least 8"),

@@ -144,6 +144,46 @@ def test_gradient_penalty_draws_alpha_and_leaves_g_alone():
     assert fake.grad is None  # fakes are detached: the penalty never moves G
 
 
+class LinearCritic(torch.nn.Module):
+    """D(x, y) = <w_y, x> + b: its gradient in x is w_y, whatever x."""
+
+    def __init__(self, classes: int = 1):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(classes, 4, generator=gen, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+
+    def forward(self, x, labels=None):
+        w = self.w[labels] if labels is not None else self.w[0].expand(x.shape[0], -1)
+        return (x.flatten(1) * w).sum(dim=1) + self.b
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_r1_penalty_by_hand_for_a_linear_critic(with_labels):
+    critic = LinearCritic(classes=3)
+    real = torch.randn(4, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 2, 2, 1]) if with_labels else None
+    rows = critic.w.detach()[labels] if with_labels else critic.w.detach()[[0, 0, 0, 0]]
+    expected = (rows**2).sum(dim=1).mean()  # mean over the batch of ||w_y||^2
+    penalty = losses.r1_penalty(critic, real, labels)
+    assert_close(penalty, expected)
+    # create_graph: it trains D, d/dw_y of mean ||w_y||^2 = 2 w_y * (share of the batch)
+    penalty.backward()
+    counts = torch.bincount(labels, minlength=3) if with_labels else torch.tensor([4, 0, 0])
+    assert_close(critic.w.grad, 2 * critic.w.detach() * counts[:, None] / 4)
+    assert real.grad is None  # the images are detached: nothing flows back to them
+
+
+def test_r1_penalty_matches_finite_differences():
+    critic = TinyCritic()
+    real = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(2),
+                       dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        norms = finite_difference_norms(critic, real, labels)
+    assert_close(losses.r1_penalty(critic, real, labels), (norms**2).mean())
+
+
 def test_mode_seeking_by_hand():
     # Pairs (row 0, row 2) and (row 1, row 3); the odd row 4 is left out.
     images = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [1.0, -1.0], [9.0, 9.0]])

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from gan import data, losses, models, validate
 from gan.config import DataConfig, ModelConfig, TrainConfig
@@ -79,6 +80,24 @@ def test_conditional_outputs_depend_on_the_label(arch, conditioning):
     assert not torch.allclose(scores[0], scores[1])
     with pytest.raises(ValueError, match="conditional model needs labels"):
         g(z, None)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_spectral_norm_covers_the_projection_embedding(arch):
+    torch.manual_seed(0)
+    g, d = models.build(cfg(arch, "projection", spectral_norm=True), (1, 28, 28), CLASSES)
+    embed = d.conditioning.embed  # (classes, features): the projection's V
+    assert parametrize.is_parametrized(embed, "weight")
+    d.train()
+    for _ in range(3):  # a few more power iterations, as training would run
+        d(torch.randn(BATCH, 1, 28, 28), labels_for("projection"))
+    with torch.no_grad():
+        sigma = torch.linalg.matrix_norm(embed.weight, ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=1e-3)
+    assert not parametrize.is_parametrized(g.conditioning.embed)  # G is never normalised
+    # concat's label map is an input, not a factor of the features: left alone
+    _, d = models.build(cfg(arch, "concat", spectral_norm=True), (1, 28, 28), CLASSES)
+    assert not parametrize.is_parametrized(d.conditioning.embed)
 
 
 @pytest.mark.parametrize("arch,norm", [("dcgan", "layer"), ("dcgan", "none"),

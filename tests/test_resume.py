@@ -224,7 +224,7 @@ def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tm
     assert "Traceback" not in proc.stderr
     said = [line for line in proc.stdout.splitlines() if line.startswith("train: ")]
     assert said[0] == (f"train: ignoring {out / 'resume.pt'}: it was made with other device "
-                       f"({CUDA_DEVICE}; this run: cpu, fp32, contiguous, 1 process); "
+                       f"({CUDA_DEVICE}; this run: cpu, fp32, channels_last, 1 process); "
                        f"starting from step 0")
     assert "resuming" not in proc.stdout
     assert_same_run(out, uninterrupted, STEPS, 10)  # all of it, from step 0

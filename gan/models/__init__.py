@@ -58,10 +58,42 @@ def build(cfg: ModelConfig, image_shape: tuple[int, int, int],
     return generator, discriminator
 
 
+def standing_statistics(generator: nn.Module, cfg: ModelConfig, num_classes: int,
+                        batch_size: int, batches: int, gen: torch.Generator) -> None:
+    """Set the batch-norm running statistics of ``generator`` to those of its own weights.
+
+    "Standing statistics" (Brock et al., 2019, BigGAN): the running mean and variance of an
+    averaged generator, which it uses in eval mode, are not the average of the trained
+    generator's, but an estimate made with the averaged weights themselves: each batch-norm
+    layer is reset, then ``batches`` no-grad passes of ``batch_size`` latents (and, for a
+    conditional G, classes drawn uniformly) feed it in train mode with momentum None, so its
+    buffers become the plain mean of the batches' statistics. Every draw comes from ``gen``
+    (on the generator's device), so the global RNG is untouched. Leaves G in eval mode.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    generator.train()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the passes
+    try:
+        with torch.no_grad():
+            for _ in range(batches if norms else 0):
+                z = latent_noise(cfg.noise, batch_size, cfg.latent_dim, gen.device, gen)
+                labels = (torch.randint(num_classes, (batch_size,), device=gen.device,
+                                        generator=gen) if cfg.conditional else None)
+                generator(z, labels)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        generator.eval()
+
+
 def latent_noise(kind: str, n: int, latent_dim: int, device: torch.device | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, latent_dim) noise of ``model.noise``: N(0, 1), or uniform in [-1, 1]."""
     return choose(NOISES, "model.noise", kind)((n, latent_dim), device, generator)
 
 
-__all__ = ["ARCHS", "LADDERS", "NOISES", "build", "init_weights", "latent_noise"]
+__all__ = ["ARCHS", "LADDERS", "NOISES", "build", "init_weights", "latent_noise",
+           "standing_statistics"]

@@ -41,11 +41,18 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 
 
 def add_spectral_norm(module: nn.Module) -> None:
-    """Spectrally normalise every conv and linear weight of ``module`` (Miyato et al., 2018).
+    """Spectrally normalise every conv and linear weight of ``module`` (Miyato et al., 2018),
+    and the class embedding of a projection D (Miyato & Koyama, 2018).
 
     Call after weight init: the parametrised weight is computed, not assignable.
     """
     targets = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # The projection's embedding multiplies D's features, so its norm scales D's gradient
+    # in x as a layer's does (each row's norm is at most the largest singular value).
+    # concat's LabelChannel embedding is left alone: its label map enters as an input
+    # channel, a shift constant in x that leaves D's Lipschitz bound in x (the product of
+    # the normalised layers' norms) as it is, so normalising it would only shrink the label.
+    targets += [m.embed for m in module.modules() if isinstance(m, Projection)]
     for layer in targets:
         nn.utils.parametrizations.spectral_norm(layer)
 
