@@ -110,9 +110,9 @@ def r1_penalty(discriminator: Callable[[Tensor, Tensor | None], Tensor], real: T
     ``real`` (B, C, H, W), ``labels`` (B,) their classes for a conditional D. Penalising
     D's gradient on the data alone makes training converge locally to a G that matches the
     data, where unregularised training can circle around it (their Dirac-GAN). It needs no
-    fakes and suits any loss. The graph is kept
-    (create_graph) so the penalty trains D; D adds ``train.r1_weight / 2`` times it to its
-    loss (their gamma / 2). The images are detached: nothing flows back to them.
+    fakes and suits any loss. The graph is kept (create_graph) so the penalty trains D; D
+    adds ``train.r1_weight / 2`` times it to its loss (their gamma / 2). The images are
+    detached: nothing flows back to them.
     """
     x = real.detach().requires_grad_(True)
     scores = discriminator(x, labels)  # (B,)

@@ -207,9 +207,9 @@ class Networks:
     """G and D, G's moving average, and the wrappers the two steps call.
 
     g_run and d_run compute what the optimizers step on (DDP all-reduces their gradients);
-    g_plain and d_plain serve the rest: no-grad fakes, D inside the G step (its gradients
-    are discarded) and the gradient penalty (double backward, which neither DDP's reducer
-    nor torch.compile supports).
+    g_plain and d_plain serve the rest: no-grad fakes, D inside the G step (its weights
+    frozen) and the gradient penalties, WGAN-GP's and R1 (double backward, which neither
+    DDP's reducer nor torch.compile supports).
     """
 
     generator: nn.Module
