@@ -28,7 +28,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.profiler import record_function
 from tqdm import tqdm
 
@@ -226,6 +226,25 @@ class Networks:
         return self.ema.module if self.ema is not None else self.generator
 
 
+def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
+    """AveragedModel's update for an EMA of G's weights with a warm-up.
+
+    After n updates the average moves to ``rate * average + (1 - rate) * weights`` with
+    rate = min(decay, (1 + n) / (10 + n)), the num_updates rule of TensorFlow's
+    ExponentialMovingAverage: a fixed 0.999 would still hold 61 % of the initial weights
+    after 500 steps, while the warm-up forgets them within the first few hundred. The rate
+    stays a tensor on the device, so updating costs no host-device sync.
+    """
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               updates: torch.Tensor) -> None:
+        rate = torch.clamp((1.0 + updates) / (10.0 + updates), max=decay)
+        torch._foreach_mul_(averaged, rate)
+        torch._foreach_add_(averaged, torch._foreach_mul(current, 1.0 - rate))
+
+    return update
+
+
 def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: tuple,
                    num_classes: int, seed: int, where: Placement) -> Networks:
     generator, discriminator = models.build(model_cfg, image_shape, num_classes)
@@ -239,7 +258,7 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
     if train_cfg.ema_decay is not None:
         # Weights only: the EMA G's batch-norm statistics are estimated from its own weights
         # where it is used (``shown_at``), not averaged from the trained G's.
-        ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay),
+        ema = AveragedModel(generator, multi_avg_fn=ema_update(train_cfg.ema_decay),
                             use_buffers=False)
     compiled = torch.compile if train_cfg.compile else (lambda module: module)
     g_plain, d_plain = compiled(generator), compiled(discriminator)

@@ -397,3 +397,18 @@ def test_r1_weight_adds_half_itself_times_the_penalty_to_d_loss(monkeypatch):
     for a, b in zip(base, weighted, strict=True):
         assert b["d_loss"] == pytest.approx(a["d_loss"] + 3.0 / 2 * 4.0)
         assert b["g_loss"] == a["g_loss"]
+
+
+def test_ema_warm_up_forgets_the_initial_weights_then_settles_at_the_decay():
+    update = train.ema_update(0.999)
+    average, current = [torch.zeros(4)], [torch.ones(4)]
+    for n in range(1, 500):  # AveragedModel copies the weights at n = 0, then calls this
+        update(average, current, torch.tensor(n))
+    # What is left of the initial (zero) weights: 1 - average. A fixed 0.999 keeps 0.999**499.
+    assert 1 - average[0][0].item() < 0.02 < 0.999**499
+    late = [torch.zeros(4)]
+    update(late, current, torch.tensor(1_000_000))
+    assert late[0][0].item() == pytest.approx(1 - 0.999, rel=1e-4)
+    early = [torch.zeros(4)]
+    update(early, current, torch.tensor(1))
+    assert early[0][0].item() == pytest.approx(1 - 2 / 11)
