@@ -157,3 +157,19 @@ def test_queued_experiments_run_side_by_side(tmp_path):
             if metrics.get("step") == 6:
                 found.add(str(data["params"]["params.yaml"]["data"]["train"]["lr"]))
     assert {"3e-4", "5e-4"} <= found or {"0.0003", "0.0005"} <= found, found
+
+
+def test_pipeline_timer_times_every_stage_and_finds_the_lock_unchanged(repo):
+    """`python -m benchmarks.pipeline_time`: one forced `dvc repro`, a row per stage, and
+    the same dvc.lock afterwards (the run is deterministic on one machine)."""
+    sh(repo, "dvc", "repro")  # whatever an earlier test left, the lock now fits the workspace
+    before = (repo / "dvc.lock").read_bytes()
+    out = sh(repo, "python", "-m", "benchmarks.pipeline_time")
+    rows = [line.split("|")[1].strip() for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")]
+    assert rows == [*STAGES, "all (dvc repro -f)"], out
+    seconds = [float(line.split("|")[2]) for line in out.splitlines()
+               if line.startswith("| ") and not line.startswith("| stage")]
+    assert all(s > 0 for s in seconds) and seconds[-1] >= sum(seconds[:-1]) - 0.5, out
+    assert "dvc.lock: unchanged, byte for byte" in out, out
+    assert (repo / "dvc.lock").read_bytes() == before
