@@ -232,15 +232,14 @@ def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
     After n updates the average moves to ``rate * average + (1 - rate) * weights`` with
     rate = min(decay, (1 + n) / (10 + n)), the num_updates rule of TensorFlow's
     ExponentialMovingAverage: a fixed 0.999 would still hold 61 % of the initial weights
-    after 500 steps, while the warm-up forgets them within the first few hundred. The rate
-    stays a tensor on the device, so updating costs no host-device sync.
+    after 500 steps, while the warm-up forgets them within the first few hundred.
     """
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
                updates: torch.Tensor) -> None:
-        rate = torch.clamp((1.0 + updates) / (10.0 + updates), max=decay)
-        torch._foreach_mul_(averaged, rate)
-        torch._foreach_add_(averaged, torch._foreach_mul(current, 1.0 - rate))
+        # Reading the count costs no extra sync: AveragedModel has just compared it with 0.
+        n = int(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
 
     return update
 
