@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -47,6 +48,9 @@ def main() -> None:
         steps, fids = zip(*line, strict=True)
         ax.plot(steps, fids, marker="o", markersize=3, label=labels.get(rev, rev))
     ax.set_yscale("log")
+    ax.set_yticks([5, 6, 8, 10, 15, 20, 30, 40])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("generator step")
     ax.set_ylabel("FID (2,000 samples, log scale)")
     ax.set_title("FID during training, sweep lines (dvc plots diff)")
