@@ -82,6 +82,7 @@ class TrainConfig:
     grad_clip: float | None = _opt(None, gt=0.0)
     lr_decay: str = _opt("constant")  # gan.optim.LR_DECAYS
     ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
+    ema_warmup: float = _opt(10.0, min=1.0, max=1e6)
     mode_seeking: float = _opt(0.0, min=0.0)
     reuse_fakes: bool = _opt(True)
     log_every: int = _opt(min=1)

@@ -226,20 +226,21 @@ class Networks:
         return self.ema.module if self.ema is not None else self.generator
 
 
-def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
+def ema_update(decay: float, warmup: float = 10.0) -> Callable[[list, list, torch.Tensor], None]:
     """AveragedModel's update for an EMA of G's weights with a warm-up.
 
     After n updates the average moves to ``rate * average + (1 - rate) * weights`` with
-    rate = min(decay, (1 + n) / (10 + n)), the num_updates rule of TensorFlow's
-    ExponentialMovingAverage: a fixed 0.999 would still hold 61 % of the initial weights
-    after 500 steps, while the warm-up forgets them within the first few hundred.
+    rate = min(decay, (1 + n) / (warmup + n)). ``warmup`` 10 is the num_updates rule of
+    TensorFlow's ExponentialMovingAverage; a larger one averages over fewer of the latest
+    steps (about n / (warmup - 1)) until the rate reaches ``decay``. A fixed 0.999 would
+    still hold 61 % of the initial weights after 500 steps.
     """
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
                updates: torch.Tensor) -> None:
         # Reading the count costs no extra sync: AveragedModel has just compared it with 0.
         n = int(updates)
-        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (warmup + n)))
 
     return update
 
@@ -257,7 +258,8 @@ def build_networks(model_cfg: ModelConfig, train_cfg: TrainConfig, image_shape: 
     if train_cfg.ema_decay is not None:
         # Weights only: the EMA G's batch-norm statistics are estimated from its own weights
         # where it is used (``shown_at``), not averaged from the trained G's.
-        ema = AveragedModel(generator, multi_avg_fn=ema_update(train_cfg.ema_decay),
+        ema = AveragedModel(generator, multi_avg_fn=ema_update(train_cfg.ema_decay,
+                                                               train_cfg.ema_warmup),
                             use_buffers=False)
     compiled = torch.compile if train_cfg.compile else (lambda module: module)
     g_plain, d_plain = compiled(generator), compiled(discriminator)

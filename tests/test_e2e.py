@@ -175,3 +175,24 @@ def test_pipeline_timer_times_every_stage_and_finds_the_lock_unchanged(repo):
     assert all(s > 0 for s in seconds) and seconds[-1] >= sum(seconds[:-1]) - 0.5, out
     assert "dvc.lock: unchanged, byte for byte" in out, out
     assert (repo / "dvc.lock").read_bytes() == before
+
+
+def test_early_quality_scores_the_run_as_its_own_fid_curve(repo):
+    """`python -m benchmarks.early_quality` trains the recipe and scores it at the asked
+    steps; with the curve's sample count its FIDs are the train stage's own FID curve
+    (same training, same generator, same latents: evaluate.seed and seed are both 0)."""
+    sh(repo, "dvc", "repro")
+    curve = {}
+    for line in (repo / "metrics/train/plots/metrics/fid.tsv").read_text().splitlines()[1:]:
+        step, fid = line.split("\t")
+        curve[int(step)] = float(fid)
+    out = sh(repo, "python", "-m", "benchmarks.early_quality", "--at", "3,6",
+             "--set", "evaluate.n_samples=100")
+    rows = [line.split("|")[1:-1] for line in out.splitlines()
+            if line.startswith("| 0 |")]
+    assert [int(r[1]) for r in rows] == [3, 6], out
+    for r in rows:
+        assert float(r[3]) == pytest.approx(curve[int(r[1])], abs=0.006), (out, curve)
+    bad = subprocess.run(["python", "-m", "benchmarks.early_quality", "--at", "7"], cwd=repo,
+                         env=shell_env(VENV), capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--at 7: past train.steps (6)" in bad.stderr, bad.stderr

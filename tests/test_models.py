@@ -256,3 +256,30 @@ def test_latent_noise_kinds():
                                                   .manual_seed(1)))
 
 
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("bias", [False, True])
+def test_dcgan_latent_layer_is_the_transposed_convolution_it_replaces(layout, bias):
+    from gan.models.dcgan import LatentToMap
+
+    torch.manual_seed(0)
+    fast = LatentToMap(LATENT, 6, 7)
+    if bias:
+        fast.bias = torch.nn.Parameter(torch.randn(6))
+    reference = torch.nn.ConvTranspose2d(LATENT, 6, 7, 1, 0, bias=bias)
+    reference.load_state_dict(fast.state_dict())  # the same parameters and keys
+    fast.to(memory_format=layout)
+    reference.to(memory_format=layout)
+    z = torch.randn(BATCH, LATENT, 1, 1)
+    out, want = fast(z), reference(z)
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
+    assert out.is_contiguous(memory_format=layout)
+    grad = torch.randn_like(want)
+    zf, zr = z.clone().requires_grad_(), z.clone().requires_grad_()
+    fast(zf).backward(grad)
+    reference(zr).backward(grad)
+    torch.testing.assert_close(fast.weight.grad, reference.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(zf.grad, zr.grad, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="1, 1"):
+        fast(torch.randn(BATCH, LATENT, 2, 2))

@@ -412,3 +412,27 @@ def test_ema_warm_up_forgets_the_initial_weights_then_settles_at_the_decay():
     early = [torch.zeros(4)]
     update(early, current, torch.tensor(1))
     assert early[0][0].item() == pytest.approx(1 - 2 / 11)
+
+
+def test_ema_warmup_sets_how_fast_the_average_follows_early_on():
+    # After n updates the rate is min(decay, (1 + n) / (warmup + n)).
+    for warmup, n in ((25.0, 1), (25.0, 500), (50.0, 100)):
+        average = [torch.zeros(3)]
+        train.ema_update(0.999, warmup)(average, [torch.ones(3)], torch.tensor(n))
+        assert average[0][0].item() == pytest.approx(1 - (1 + n) / (warmup + n), rel=1e-5)
+    # Past n = 1000 * (warmup - 1) the decay caps it.
+    capped = [torch.zeros(3)]
+    train.ema_update(0.999, 25.0)(capped, [torch.ones(3)], torch.tensor(30_000))
+    assert capped[0][0].item() == pytest.approx(0.001, rel=1e-4)
+
+
+def test_train_ema_warmup_reaches_the_ema_generator():
+    ckpts = [train.train(MODEL, train_cfg(ema_decay=0.999, ema_warmup=w, steps=5), 0,
+                         tiny_split(), progress=False).checkpoint for w in (10.0, 40.0)]
+    # Same training, different averages.
+    for part in ("generator", "discriminator"):
+        for key, value in ckpts[0][part].items():
+            assert torch.equal(value, ckpts[1][part][key]), (part, key)
+    ema = [c["generator_ema"] for c in ckpts]
+    assert any(not torch.equal(ema[0][k], ema[1][k]) for k in ema[0]
+               if ema[0][k].is_floating_point())
