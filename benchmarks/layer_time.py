@@ -77,6 +77,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=100)
     args = p.parse_args()
+    runtime.keep_freed_memory()  # as every stage does
 
     params = read_params(args.params)
     model_raw = {**params["model"], "conditional": False}

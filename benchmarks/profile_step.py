@@ -91,6 +91,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train key for the run (e.g. --set reuse_fakes=false)")
     args = p.parse_args()
+    runtime.keep_freed_memory()  # as every stage does
     if args.warmup % args.steps:
         raise SystemExit("--warmup must be a multiple of --steps")
 

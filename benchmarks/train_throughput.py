@@ -170,7 +170,11 @@ def main() -> None:
     p.add_argument("--precision", default="auto")
     p.add_argument("--memory-format", default="auto")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                   help="keep: glibc keeps freed memory, as every stage sets it (both loops "
+                        "run under it); default: glibc's own settings")
     args = p.parse_args()
+    kept = args.malloc == "keep" and runtime.keep_freed_memory()
 
     params = read_params(args.params)
     device = runtime.select_device(args.device)
@@ -180,7 +184,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch_size}; "
-          f"matmul {rate / 1e9:.1f} GFLOP/s (fp32)")
+          f"matmul {rate / 1e9:.1f} GFLOP/s (fp32); malloc: "
+          f"{'freed memory kept' if kept else 'glibc defaults'}")
     header = ("| arch | project img/s | project steps/s | reference img/s | "
               "reference steps/s | ratio | GFLOP/step | floor ms | measured ms | x floor |")
     rows = [header, "|" + "---|" * 10]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from gan import runtime
 from gan.errors import GanError, Interrupted
 
 DEBUG_ENV = "GAN_DEBUG"
@@ -25,6 +26,7 @@ def run(main: Callable[[], None]) -> None:
 
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
+    runtime.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
     try:
         main()
     except Interrupted as exc:
