@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gan import classifier, data, metrics, runtime, train
+from gan import classifier, data, memory, metrics, train
 from gan.config import load_section, read_params
 from gan.errors import GanError
 
@@ -93,7 +93,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one params.yaml key (repeatable)")
     args = p.parse_args()
-    runtime.keep_freed_memory()  # as every stage does
+    memory.keep_freed_memory()  # as every stage does
     try:
         at = sorted({int(s) for s in args.at.split(",")})
         if at[0] < 1:

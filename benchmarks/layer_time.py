@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.train_throughput import matmul_rate, sync
-from gan import models, runtime
+from gan import memory, models, runtime
 from gan.config import load_section, read_params
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=100)
     args = p.parse_args()
-    runtime.keep_freed_memory()  # as every stage does
+    memory.keep_freed_memory()  # as every stage does
 
     params = read_params(args.params)
     model_raw = {**params["model"], "conditional": False}

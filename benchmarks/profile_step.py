@@ -21,7 +21,7 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from gan import data, runtime, train
+from gan import data, memory, runtime, train
 from gan.config import load_section, read_params
 
 PHASES = ("data", "g_forward", "d_forward", "d_penalty", "d_backward", "d_optimizer",
@@ -91,7 +91,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train key for the run (e.g. --set reuse_fakes=false)")
     args = p.parse_args()
-    runtime.keep_freed_memory()  # as every stage does
+    memory.keep_freed_memory()  # as every stage does
     if args.warmup % args.steps:
         raise SystemExit("--warmup must be a multiple of --steps")
 

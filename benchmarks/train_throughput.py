@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from gan import data, losses, models, runtime, train
+from gan import data, losses, memory, models, runtime, train
 from gan.config import load_section, read_params
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -174,7 +174,7 @@ def main() -> None:
                    help="keep: glibc keeps freed memory, as every stage sets it (both loops "
                         "run under it); default: glibc's own settings")
     args = p.parse_args()
-    kept = args.malloc == "keep" and runtime.keep_freed_memory()
+    kept = args.malloc == "keep" and memory.keep_freed_memory()
 
     params = read_params(args.params)
     device = runtime.select_device(args.device)

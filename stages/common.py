@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from gan import runtime
+from gan import memory
 from gan.errors import GanError, Interrupted
 
 DEBUG_ENV = "GAN_DEBUG"
@@ -26,7 +26,7 @@ def run(main: Callable[[], None]) -> None:
 
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
-    runtime.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
+    memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
     try:
         main()
     except Interrupted as exc:

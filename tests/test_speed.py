@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from gan import runtime, train
+from gan import memory, runtime, train
 from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
 from gan.io import save_checkpoint
@@ -125,10 +125,10 @@ def test_cuda_fp32_follows_the_cpu_and_bf16_is_finite():
 # and a digest of the weights.
 FAULTS = """
 import hashlib, resource, sys, torch
-from gan import runtime, train
+from gan import memory, train
 from gan.config import ModelConfig, TrainConfig
 if sys.argv[1] == "keep":
-    assert runtime.keep_freed_memory()
+    assert memory.keep_freed_memory()
 g = torch.Generator().manual_seed(0)
 split = {"images": torch.rand(256, 1, 28, 28, generator=g) * 2 - 1,
          "labels": torch.zeros(256, dtype=torch.long), "classes": ["a"]}
@@ -168,7 +168,7 @@ def test_keeping_freed_memory_leaves_the_users_own_malloc_settings(monkeypatch):
                         ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")):
         with monkeypatch.context() as m:
             m.setenv(name, value)
-            assert runtime.keep_freed_memory() is False
+            assert memory.keep_freed_memory() is False
 
 
 def ddp_setup(base: Path, devices: int) -> list[str]:
