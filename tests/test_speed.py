@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -120,47 +121,26 @@ def test_cuda_fp32_follows_the_cpu_and_bf16_is_finite():
     assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
 
 
-# Trains the default-sized DCGAN for 20 steps in a fresh process, with glibc's malloc at its
-# own settings or told to keep freed memory, and prints the page faults of steps 10 to 20
-# and a digest of the weights.
-FAULTS = """
-import hashlib, resource, sys, torch
-from gan import memory, train
-from gan.config import ModelConfig, TrainConfig
-if sys.argv[1] == "keep":
-    assert memory.keep_freed_memory()
-g = torch.Generator().manual_seed(0)
-split = {"images": torch.rand(256, 1, 28, 28, generator=g) * 2 - 1,
-         "labels": torch.zeros(256, dtype=torch.long), "classes": ["a"]}
-faults = []
-hook = lambda step, _g: faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=64, steps=20,
-                  log_every=10, device="cpu", eval_every=0, snapshot_every=0,
-                  checkpoint_every=0)
-model = ModelConfig(arch="dcgan", latent_dim=100, g_channels=32, d_channels=32)
-result = train.train(model, cfg, 0, split, periodic=((10, hook),), progress=False)
-digest = hashlib.sha256()
-for name, value in sorted(result.checkpoint["generator"].items()):
-    digest.update(value.numpy().tobytes())
-print((faults[1] - faults[0]) / 10, digest.hexdigest())
-"""
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
-def test_keeping_freed_memory_ends_the_page_faults_of_each_step_and_keeps_the_bits():
+def test_keeping_freed_memory_ends_the_page_faults_of_each_step_and_keeps_the_bits(tmp_path):
+    # benchmarks/malloc_ab.py's own child runs: params.yaml's DCGAN in a fresh process,
+    # with glibc's malloc at its own settings or told to keep freed memory
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    torch.save(tiny_split(256), prepared / "train.pt")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = {}
     for mode in ("default", "keep"):
-        proc = subprocess.run([sys.executable, "-c", FAULTS, mode], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.malloc_ab", "--child", mode,
+                               "--archs", "dcgan", "--data", str(prepared), "--window", "10"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        faults, digest = proc.stdout.split()[-2:]
-        out[mode] = (float(faults), digest)
+        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     # glibc's defaults hand the step's few-MB blocks back and fault them in again (about
     # 2,000 page faults per step here); kept, the heap serves them from the last step.
-    assert out["keep"][0] < out["default"][0] / 10, out
-    assert out["keep"][1] == out["default"][1]  # addresses change, the numbers do not
+    assert out["keep"]["faults"] < out["default"]["faults"] / 10, out
+    assert out["keep"]["digest"] == out["default"]["digest"]  # addresses change, not numbers
 
 
 def test_keeping_freed_memory_leaves_the_users_own_malloc_settings(monkeypatch):
