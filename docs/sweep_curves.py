@@ -1,9 +1,9 @@
-"""README's sweep picture: the FID-during-training curves that `dvc plots diff` gives.
+"""The sweep picture of docs/results.md: the FID curves that `dvc plots diff` draws.
 
     python docs/sweep_curves.py s-base s-ema ... --out docs/sweep_fid.png
 
 Asks `dvc plots diff <revisions> --json` for the data of dvc.yaml's "FID during training"
-plot (the same numbers its HTML page draws) and draws one line per revision, so the README
+plot (the same numbers its HTML page draws) and draws one line per revision, so the page
 shows what a reader would see in the browser.
 """
 

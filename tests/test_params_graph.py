@@ -1,6 +1,6 @@
-"""Which stages a change of each params key re-runs, held to README's table of it.
+"""Which stages a change of each params key re-runs, held to docs/params_graph.md's table.
 
-README's section "What re-runs when you change a key" is the one statement of it: a row
+That page's section "What re-runs when you change a key" is the one statement of it: a row
 per key (or group of keys), the stages that read the key, then the stages downstream of
 them. Here every key of params.yaml is changed in turn in a copy of the repo, and the
 stages `dvc status` reports with changed params must be exactly the row's first stages;
@@ -26,6 +26,7 @@ from gan import data
 from conftest import ROOT, copy_project, shell_env, spec_for, tiny_split, write_idx_mirror
 
 SECTION = "What re-runs when you change a key"
+TABLE_PAGE = "docs/params_graph.md"
 PARAMS = "params.yaml"
 
 # The committed dvc.lock records each stage's params as the last run saw them, under the
@@ -48,18 +49,18 @@ with Repo(".") as repo, repo.lock:
 """
 
 
-# --- README's table ----------------------------------------------------------------------
+# --- the table --------------------------------------------------------------------------
 
 def ticked(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
 def readme_table() -> list[tuple[list[str], list[str], list[str]]]:
-    """(keys, stages that read them, stages downstream) of each row of README's table."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+    """(keys, stages that read them, stages downstream) of each row of the table."""
+    lines = (ROOT / TABLE_PAGE).read_text().splitlines()
     heading = [i for i, line in enumerate(lines)
                if re.fullmatch(rf"#+ {re.escape(SECTION)}\s*", line)]
-    assert len(heading) == 1, f"README.md needs one section titled {SECTION!r}"
+    assert len(heading) == 1, f"{TABLE_PAGE} needs one section titled {SECTION!r}"
     table: list[str] = []
     for line in lines[heading[0] + 1:]:
         if line.startswith("#"):
@@ -68,7 +69,7 @@ def readme_table() -> list[tuple[list[str], list[str], list[str]]]:
             table.append(line)
         elif table:
             break
-    assert len(table) > 2, f"README.md: no table under {SECTION!r}"
+    assert len(table) > 2, f"{TABLE_PAGE}: no table under {SECTION!r}"
     rows = []
     for line in table[2:]:  # after the header and its |---| line
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -92,11 +93,11 @@ def stage_names() -> list[str]:
 
 
 def expected() -> dict[str, tuple[set[str], set[str]]]:
-    """{key: (stages that read it, stages downstream)} as README's table says."""
+    """{key: (stages that read it, stages downstream)} as the table says."""
     out: dict[str, tuple[set[str], set[str]]] = {}
     for keys, reads, then in readme_table():
         for key in keys:
-            assert key not in out, f"README.md: {key} has two rows"
+            assert key not in out, f"{TABLE_PAGE}: {key} has two rows"
             out[key] = (set(reads), set(then))
     return out
 
@@ -105,13 +106,13 @@ def test_readme_table_has_a_row_for_every_params_key_and_no_other():
     keys = set(leaf_keys(yaml.safe_load((ROOT / PARAMS).read_text())))
     table = expected()
     without_row = sorted(keys - set(table))
-    assert not without_row, "params.yaml keys without a row in README's table"
+    assert not without_row, f"params.yaml keys without a row in {TABLE_PAGE}"
     unknown = sorted(set(table) - keys)
-    assert not unknown, "README's table has rows for keys params.yaml lacks"
+    assert not unknown, f"{TABLE_PAGE} has rows for keys params.yaml lacks"
     stages = set(stage_names())
     for key, (reads, then) in table.items():
         not_stages = sorted((reads | then) - stages)
-        assert not not_stages, f"README.md, {key}: not stages of dvc.yaml"
+        assert not not_stages, f"{TABLE_PAGE}, {key}: not stages of dvc.yaml"
 
 
 # --- DVC on a copy of the repo -----------------------------------------------------------
@@ -192,9 +193,9 @@ def test_dvc_status_reruns_exactly_the_stages_that_read_each_key(repo):
         reads = table.get(key, (set(), set()))[0]
         if set(changes) != reads:
             wrong.append(f"{key}: dvc status re-runs {sorted(changes) or 'nothing'}, "
-                         f"README says {sorted(reads) or 'nothing'}")
+                         f"the table says {sorted(reads) or 'nothing'}")
     write(params)
-    assert not wrong, "dvc.yaml's params and README's table disagree:\n" + "\n".join(wrong)
+    assert not wrong, f"dvc.yaml's params and {TABLE_PAGE} disagree:\n" + "\n".join(wrong)
 
 
 def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
@@ -214,7 +215,7 @@ def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
 
     for key, (reads, then) in expected().items():
         assert then == descendants(reads) - reads, \
-            f"README.md, {key}: downstream of {sorted(reads)} is " \
+            f"{TABLE_PAGE}, {key}: downstream of {sorted(reads)} is " \
             f"{sorted(descendants(reads) - reads)}, the table says {sorted(then)}"
 
 
