@@ -18,6 +18,10 @@ import torch
 from gan import sample
 from gan.errors import GanError
 
+# Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
+# walk of --n is generated at once.
+MAX_STEPS = 256
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gan-sample", description=__doc__,
@@ -58,8 +62,12 @@ def sample_command(args: argparse.Namespace) -> str:
     n = defaults[args.mode] if args.n is None else args.n
     if not 1 <= n <= 4096:
         raise GanError(f"--n: got {n}, allowed: 1 to 4096")
-    if args.steps < 2:
-        raise GanError(f"--steps: got {args.steps}, must be at least 2")
+    if not 2 <= args.steps <= MAX_STEPS:
+        raise GanError(f"--steps: got {args.steps}, allowed: 2 to {MAX_STEPS}")
+    if not 0 <= args.seed < 2**63:  # torch.Generator's seeds
+        raise GanError(f"--seed: got {args.seed}, allowed: 0 to 2**63 - 1")
+    if args.mode != "images" and args.out.is_dir():
+        raise GanError(f"{args.out}: is a folder; {args.mode} writes one PNG, name a file")
     trained = sample.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, trained.classes
     dim, noise = model.latent_dim, model.noise

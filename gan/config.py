@@ -186,16 +186,20 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
     elif tp is float:
         # PyYAML (YAML 1.1) reads `1e-4` as a string; `dvc exp run -S` writes such strings too.
+        # NaN and infinities are refused whichever way they come: NaN passes every bound
+        # check (each comparison is false), and `r1_weight: .nan` would silently mean "off".
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
                 number = float(value)
             except ValueError:
                 pass
-            else:
-                if math.isfinite(number):
-                    return number
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            raise ConfigError(f"{key}: got {value!r}, expected a finite number")
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -246,13 +250,35 @@ def build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the
+    last one silently, so the value a user reads at the top would not be the one used)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params(path: str | Path) -> dict[str, Any]:
     """Read a params YAML file into a dict, with one clear error when it is unreadable."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        blob = path.read_bytes()
+        raw = yaml.load(blob.decode("utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise GanError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as exc:
+        line = blob[:exc.start].count(b"\n") + 1
+        raise GanError(f"{path}: not UTF-8 text (line {line}); save it as UTF-8") from None
+    except yaml.constructor.ConstructorError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else "?"
+        raise GanError(f"{path}: {exc.problem} (line {line}); keep one of them") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""

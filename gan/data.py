@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from gan import image_folder
 from gan.config import DataConfig, choose
 from gan.errors import ConfigError, GanError
+from gan.io import staging_dir
 
 SPLITS = ("train", "test")
 IMAGE_FOLDER = "image_folder"
@@ -193,8 +194,7 @@ def download(dataset: str, out_dir: Path, mirror: str | None = None,
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     sources: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
-        tmp = Path(tmp)
+    with staging_dir(out_dir, "download") as tmp:
         source = find_mirror(dataset, mirror)
         if source is None:
             source = _download_torchvision(dataset, tmp / "torchvision")
@@ -265,6 +265,17 @@ def to_unit_range(images: np.ndarray, image_size: int) -> torch.Tensor:
     return x.contiguous()
 
 
+def _save_split(split: dict, path: Path) -> None:
+    """``torch.save`` to ``path`` (saved by name: the name is in the file's bytes), with a
+    full disk raised as the ENOSPC it is rather than torch's RuntimeError."""
+    try:
+        torch.save(split, path)
+    except RuntimeError:
+        if shutil.disk_usage(path.parent).free < split["images"].nbytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
+
+
 def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int,
             channels: int | None = None) -> dict:
     """Write ``{split}.pt`` ({images, labels, classes}) to ``out_dir``; return data metrics.
@@ -280,13 +291,13 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int,
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(classes)}
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".prepare-") as tmp:
-        staged = Path(tmp) / "staged"
+    with staging_dir(out_dir, "prepare") as tmp:
+        staged = tmp / "staged"
         staged.mkdir()
         for split, (images, labels) in splits.items():
             x = to_unit_range(images, image_size)
-            torch.save({"images": x, "labels": torch.from_numpy(labels),
-                        "classes": list(classes)}, staged / f"{split}.pt")
+            _save_split({"images": x, "labels": torch.from_numpy(labels),
+                         "classes": list(classes)}, staged / f"{split}.pt")
             metrics[split] = {
                 "count": int(x.shape[0]),
                 "channels": int(x.shape[1]),

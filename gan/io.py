@@ -6,10 +6,15 @@ half-written file where a good one (or none) was.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,16 +24,84 @@ from gan.errors import GanError
 
 CHECKPOINT_FORMAT = 1
 
+# OSErrors that say the place cannot take the file, not that the code is wrong: each becomes
+# one line naming the path.
+WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def write_error(path: Path, exc: OSError) -> GanError | None:
+    """The one-line error for an OSError of WRITE_ERRORS while writing ``path``, else None."""
+    reason = WRITE_ERRORS.get(exc.errno)
+    return None if reason is None else GanError(f"{path}: cannot write it: {reason}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(folder: Path, prefix: str, sep: str, suffix: str = "") -> None:
+    """Remove what killed writers left in ``folder`` (a kill -9 skips every cleanup):
+    entries named ``prefix``, the writer's process id, ``sep``, mkstemp's random part and
+    ``suffix``, whose process is gone, and those named without an id (made before writers
+    put theirs in the name)."""
+    if not folder.is_dir():
+        return
+    form = re.compile(rf"{re.escape(prefix)}(?:(\d+){re.escape(sep)})?\w+{re.escape(suffix)}")
+    for entry in folder.iterdir():
+        match = form.fullmatch(entry.name)
+        if match is None:
+            continue
+        pid = int(match.group(1)) if match.group(1) else None
+        if pid is not None and (pid == os.getpid() or _alive(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: Path, kind: str) -> Iterator[Path]:
+    """A temporary folder ``.{kind}-{pid}-*`` beside ``out_dir``, removed on leaving, where
+    ``out_dir`` is assembled before it replaces the old one; the stale folders of killed
+    runs go first. A full disk or a read-only folder is one GanError naming ``out_dir``."""
+    parent = Path(out_dir).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(parent, f".{kind}-", "-")
+        with tempfile.TemporaryDirectory(dir=parent, prefix=f".{kind}-{os.getpid()}-") as tmp:
+            yield Path(tmp)
+    except OSError as exc:
+        raise (write_error(Path(out_dir), exc) or exc) from None
+
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path``, fsync it, then rename it.
 
-    On any error the temporary file is removed and ``path`` is left as it was. Files are
+    On any error the temporary file is removed and ``path`` is left as it was; a full disk,
+    a read-only folder or a missing permission is one GanError naming ``path``. Files are
     made readable by everyone (mkstemp's default is private).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.parent, f".{path.name}.", ".", ".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise (write_error(path, exc) or exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -36,8 +109,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        error = write_error(path, exc) if isinstance(exc, OSError) else None
+        if error is not None:
+            raise error from None
         raise
 
 
@@ -47,8 +123,17 @@ def write_json(data: dict, path: Path) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
+def save_torch(value: Any, path: Path) -> None:
+    """``torch.save`` through ``write_atomic``."""
+    # Serialised in memory first: torch's zip writer reports a full disk as a RuntimeError
+    # about stream positions, a plain write as ENOSPC. The bytes are the same either way.
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    write_atomic(path, lambda handle: handle.write(buffer.getbuffer()))
+
+
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    write_atomic(path, lambda handle: torch.save(checkpoint, handle))
+    save_torch(checkpoint, path)
 
 
 def read_checkpoint(path: Path, kind: str = "checkpoint", missing: str = "",

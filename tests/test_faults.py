@@ -1,0 +1,176 @@
+"""Faults and hostile input: each one is refused with one line, and leaves nothing behind.
+
+Full and read-only disks are real tmpfs mounts where this machine allows mounting (CI runs
+as root), else those tests skip with the reason; the rest runs everywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gan import cli, data, io
+from gan.config import load_section, read_params
+from gan.errors import GanError
+
+from conftest import ROOT, run_stage, spec_for, write_idx_mirror
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(options) -> a tmpfs folder mounted with those options, unmounted afterwards."""
+    mounted = []
+
+    def make(options: str) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+# --- params ------------------------------------------------------------------------------
+
+def params_with(tmp_path: Path, section: str, key: str, value) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params[section][key] = value
+    return params
+
+
+@pytest.mark.parametrize("key,value", [("r1_weight", float("nan")), ("mode_seeking", float("inf")),
+                                       ("lr", "nan"), ("gp_weight", float("-inf"))])
+def test_non_finite_numbers_are_refused_by_name(tmp_path, key, value):
+    params = params_with(tmp_path, "train", key, value)
+    with pytest.raises(GanError, match=rf"^train\.{key}: got .*expected a finite number"):
+        load_section(params, "train")
+
+
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\ntrain:\n  lr: 1.0e-3\n  steps: 10\n  lr: 2.0e-3\n")
+    with pytest.raises(GanError, match=r"key 'lr' appears twice \(line 5\)"):
+        read_params(path)
+
+
+def test_params_that_are_not_utf8_are_one_line_from_a_stage(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"# one seed", b"# \xff seed"))
+    proc = run_stage("train", "--params", str(path), "--data", str(tmp_path / "d"),
+                     "--checkpoint", str(tmp_path / "g.pt"), "--log-dir", str(tmp_path / "l"),
+                     "--resume", str(tmp_path / "r.pt"))
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {path}: not UTF-8 text (line 1); save it as UTF-8\n"
+
+
+# --- writes ------------------------------------------------------------------------------
+
+def test_a_failed_write_of_each_kind_is_one_gan_error_and_leaves_the_old_file(tmp_path,
+                                                                              monkeypatch):
+    target = tmp_path / "out.json"
+    io.write_json({"a": 1}, target)
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        def fail(_fd, code=code):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", fail)
+        with pytest.raises(GanError, match=rf"^{target}: cannot write it: "):
+            io.write_json({"a": 2}, target)
+    monkeypatch.undo()
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_a_full_disk_is_one_line_for_a_checkpoint(mount):
+    folder = mount("size=64k")
+    with pytest.raises(GanError, match=rf"^{folder}/gan.pt: cannot write it: no space left"):
+        io.save_checkpoint({"format": 1, "weights": torch.zeros(100_000)}, folder / "gan.pt")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_read_only_folder_is_one_line(mount):
+    folder = mount("ro,size=64k")
+    with pytest.raises(GanError, match=rf"^{folder}/x/m.json: cannot write it: read-only"):
+        io.write_json({}, folder / "x" / "m.json")
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_keeps_the_old_output(mount, tmp_path,
+                                                                          monkeypatch):
+    contents = write_idx_mirror(tmp_path / "mirror", n_train=400, n_test=40)
+    spec = spec_for(contents)
+    folder = mount("size=1m")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, blob in contents.items():
+        (raw / name).write_bytes(blob)
+    prepared = folder / "prepared"
+    prepared.mkdir()
+    (prepared / "train.pt").write_bytes(b"the old output")
+    monkeypatch.setitem(data.DATASETS, "fashion_mnist", spec)
+    with pytest.raises(GanError, match=rf"^{prepared}: cannot write it: no space left"):
+        data.prepare("fashion_mnist", raw, prepared, image_size=64)
+    assert (prepared / "train.pt").read_bytes() == b"the old output"
+    assert sorted(p.name for p in folder.iterdir()) == ["prepared"]
+
+
+# --- leftovers of killed writers ---------------------------------------------------------
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    gone, alive = dead_pid(), os.getppid()
+    stale = tmp_path / f".train.pt.{gone}.k3j2.tmp"
+    older = tmp_path / ".train.pt.x8y7z6.tmp"  # named before writers put their id in it
+    live = tmp_path / f".train.pt.{alive}.q1w2.tmp"
+    other = tmp_path / f".gan.pt.{gone}.a1b2.tmp"
+    longer = tmp_path / f".train.pt.bak.{gone}.a1b2.tmp"  # another file's, with a longer name
+    for path in (stale, older, live, other, longer):
+        path.write_bytes(b"partial")
+    io.save_checkpoint({"format": 1}, tmp_path / "train.pt")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([live.name, other.name, longer.name, "train.pt"])
+
+
+def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(tmp_path):
+    stale = tmp_path / f".prepare-{dead_pid()}-abcd"
+    (stale / "staged").mkdir(parents=True)
+    (stale / "staged" / "train.pt").write_bytes(b"x" * 1000)
+    with io.staging_dir(tmp_path / "prepared", "prepare") as tmp:
+        assert tmp.name.startswith(f".prepare-{os.getpid()}-")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- gan-sample ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["grid", "{ckpt}", "-o", "{folder}"], "{folder}: is a folder; grid writes one PNG"),
+    (["grid", "{ckpt}", "-o", "{out}", "--seed", str(2**64)], "--seed: got 18446744073709551616"),
+    (["grid", "{ckpt}", "-o", "{out}", "--seed", "-1"], "--seed: got -1"),
+    (["walk", "{ckpt}", "-o", "{out}", "--steps", "3000000"],
+     "--steps: got 3000000, allowed: 2 to 256"),
+])
+def test_gan_sample_bad_arguments_are_one_line_exit_2(tmp_path, capsys, args, message):
+    names = {"ckpt": tmp_path / "missing.pt", "folder": tmp_path, "out": tmp_path / "g.png"}
+    argv = [a.format(**names) for a in args]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message.format(**names)) and err.count("\n") == 1
+    assert not (tmp_path / "g.png").exists()
