@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from gan import image_folder
 from gan.config import DataConfig, choose
 from gan.errors import ConfigError, GanError
-from gan.io import staging_dir
+from gan.io import check_integrity, staging_dir
 
 SPLITS = ("train", "test")
 IMAGE_FOLDER = "image_folder"
@@ -317,12 +317,20 @@ def load_prepared(prepared_dir: Path, split: str) -> dict:
     path = Path(prepared_dir) / f"{split}.pt"
     if not path.is_file():
         raise GanError(f"{path}: missing; run the prepare stage (dvc repro prepare)")
+    check_integrity(path, "prepared split")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise GanError(f"{path}: unreadable prepared data ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not {"images", "labels", "classes"} <= set(data):
         raise GanError(f"{path}: not a prepared split (expected images, labels, classes)")
+    images = data["images"]
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise GanError(f"{path}: images are not a float tensor; run the prepare stage again")
+    if not bool(torch.isfinite(images).all()):
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        raise GanError(f"{path}: {bad} images hold NaN or infinite pixels; prepared data is "
+                       f"in [-1, 1], run the prepare stage again")
     return data
 
 

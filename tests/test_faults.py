@@ -174,3 +174,39 @@ def test_gan_sample_bad_arguments_are_one_line_exit_2(tmp_path, capsys, args, me
     err = capsys.readouterr().err
     assert err.startswith("error: " + message.format(**names)) and err.count("\n") == 1
     assert not (tmp_path / "g.png").exists()
+
+
+# --- integrity -----------------------------------------------------------------------------
+
+def flip_middle_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x10
+    path.write_bytes(bytes(blob))
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_refused_by_gan_sample(tmp_path, capsys):
+    path = tmp_path / "gan.pt"
+    io.save_checkpoint({"format": 1, "weights": torch.arange(200_000, dtype=torch.float32)},
+                       path)
+    assert io.read_checkpoint(path)["weights"][7] == 7  # intact, it loads
+    flip_middle_byte(path)
+    assert cli.main(["grid", str(path), "-o", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: corrupt checkpoint: record ") and \
+        "fails its CRC-32 check" in err and err.count("\n") == 1
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_prepared_data_with_a_flipped_byte_or_a_nan_pixel_is_one_line(tmp_path):
+    split = {"images": torch.zeros(50, 1, 8, 8), "labels": torch.zeros(50, dtype=torch.long),
+             "classes": ["a"]}
+    torch.save(split, tmp_path / "train.pt")
+    assert data.load_prepared(tmp_path, "train")["images"].shape == (50, 1, 8, 8)
+    flip_middle_byte(tmp_path / "train.pt")
+    with pytest.raises(GanError, match="corrupt prepared split"):
+        data.load_prepared(tmp_path, "train")
+    split["images"][3, 0, 2, 2] = float("nan")
+    split["images"][9, 0, 0, 0] = float("inf")
+    torch.save(split, tmp_path / "test.pt")
+    with pytest.raises(GanError, match=r"test.pt: 2 images hold NaN or infinite pixels"):
+        data.load_prepared(tmp_path, "test")
