@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import json
 import os
@@ -86,6 +87,34 @@ def staging_dir(out_dir: Path, kind: str) -> Iterator[Path]:
             yield Path(tmp)
     except OSError as exc:
         raise (write_error(Path(out_dir), exc) or exc) from None
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (``path``.lock) for the block, or raise one
+    GanError naming the process that holds it.
+
+    The kernel drops the lock when its holder exits, however it exits, so a kill -9 leaves
+    no stale lock; the file itself stays (deleting a lock file races with its next taker).
+    """
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise (write_error(lock, exc) or exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise GanError(f"{path}: {what} is already running on it (process {holder}); "
+                           f"wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,12 +23,76 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent id, start time in clock ticks) of a live process, from /proc; None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    return int(fields[1]), int(fields[19])
+
+
+def _is_dvc(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # `dvc ...`, `python .../bin/dvc ...` or `python -m dvc ...`
+    return any(Path(arg.decode(errors="replace")).name == "dvc" for arg in argv[:3])
+
+
+def launcher() -> tuple[int, int] | None:
+    """(pid, start time) of the process this stage lives for: the nearest `dvc` among its
+    ancestors (with a shell or torchrun between them), else its parent. None off Linux."""
+    own = _stat(os.getpid())
+    if own is None:
+        return None
+    pid = own[0]
+    while pid > 1:
+        stat = _stat(pid)
+        if stat is None:
+            break
+        if _is_dvc(pid):
+            return pid, stat[1]
+        pid = stat[0]
+    parent = _stat(own[0])
+    return None if parent is None or own[0] <= 1 else (own[0], parent[1])
+
+
+def stop_when_orphaned(every: float = 1.0) -> threading.Thread | None:
+    """SIGTERM this process once the process it lives for is gone.
+
+    DVC exits at once on SIGTERM (a CI cancel, `timeout`, `kill`) without signalling its
+    stage, which would train on as an orphan beside the next run on the same state. The
+    signal goes through the stage's own handling: train saves its state at the end of the
+    step and stops (exit 130), the other stages stop where they are; their writes are atomic.
+    """
+    watched = launcher()
+    if watched is None:
+        return None
+    pid, started = watched
+
+    def watch() -> None:
+        while True:
+            stat = _stat(pid)
+            if stat is None or stat[1] != started:  # gone, or its id taken by another
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(every)
+
+    thread = threading.Thread(target=watch, name="stop-when-orphaned", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(main: Callable[[], None]) -> None:
     """Call ``main``; a GanError becomes one line on stderr and exit code 2.
 
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
+    stop_when_orphaned()
     try:
         main()
     except Interrupted as exc:

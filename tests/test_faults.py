@@ -10,6 +10,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,68 @@ def test_prepared_data_with_a_flipped_byte_or_a_nan_pixel_is_one_line(tmp_path):
     torch.save(split, tmp_path / "test.pt")
     with pytest.raises(GanError, match=r"test.pt: 2 images hold NaN or infinite pixels"):
         data.load_prepared(tmp_path, "test")
+
+
+# --- one trainer at a time, none without its launcher ---------------------------------------
+
+def test_a_second_holder_of_the_state_lock_is_refused_with_the_first_ones_pid(tmp_path):
+    state = tmp_path / ".resume" / "train.pt"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from gan import io\n"
+         f"with io.exclusive(Path({str(state)!r}), 'train'):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(GanError, match=rf"^{state}: train is already running on it "
+                                           rf"\(process {holder.pid}\)"):
+            with io.exclusive(state, "train"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with io.exclusive(state, "train"):  # the kernel dropped the killed holder's lock
+        assert (state.parent / "train.pt.lock").read_text() == f"{os.getpid()}\n"
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_a_stage_whose_launcher_dies_is_stopped_by_sigterm(tmp_path):
+    # launcher (a python that exits when told) -> stage-like child running common.run
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "from stages import common\n"
+        "def main():\n"
+        "    signal.signal(signal.SIGTERM, lambda *_: (print('stopped', flush=True), "
+        "sys.exit(130)))\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(60)\n"
+        "common.run(main)\n")
+    out = tmp_path / "child.out"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys\n"
+         f"child = subprocess.Popen([sys.executable, {str(script)!r}], cwd={str(ROOT)!r}, "
+         f"stdout=open({str(out)!r}, 'w'), env={{'PYTHONPATH': {str(ROOT)!r}}})\n"
+         "print(child.pid, flush=True)\n"
+         "sys.stdin.readline()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = int(launcher.stdout.readline())
+    deadline = time.monotonic() + 60
+    while "started" not in (out.read_text() if out.exists() else "") and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    launcher.kill()  # SIGKILL: the launcher tells its child nothing
+    launcher.wait()
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(child), "the orphaned stage still runs"
+    assert out.read_text() == "started\nstopped\n"
