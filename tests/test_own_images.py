@@ -152,7 +152,7 @@ def folder_repo(tmp_path_factory) -> tuple[Path, Path]:
     export(images, "--n", "300")
     repo = tiny_project(tmp_path_factory.mktemp("project"))
     set_params(repo, data={"dataset": "image_folder", "path": str(images)},
-               classifier={"batch_size": 64})
+               classifier={"batch_size": 64}, sample={"real_vs_fake": 8})
     first = sh(repo, "dvc", "repro").stdout
     assert all(ran(first, s) for s in ("download", "prepare", "classifier", "evaluate")), first
     sh(repo, "git", "add", "-A")
