@@ -288,3 +288,15 @@ def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
     sh(repo, "git", "commit", "-qm", "run")
     (repo / "rgb" / "Bag").rename(repo / "rgb" / "Bag2")  # a renamed class folder
     assert "download" in status(repo)
+
+
+def test_calibration_alterations_are_seeded_and_stay_in_range():
+    from benchmarks import judge_calibration
+
+    real = tiny_split(8)["images"]
+    assert torch.equal(judge_calibration.altered(real, "real", 0), real)
+    noisy = judge_calibration.altered(real, "noise std 0.5", 1)
+    assert torch.equal(noisy, judge_calibration.altered(real, "noise std 0.5", 1))
+    assert noisy.min() >= -1 and noisy.max() <= 1 and not torch.equal(noisy, real)
+    uniform = judge_calibration.altered(real, "uniform noise", 1)
+    assert uniform.shape == real.shape and uniform.min() >= -1 and uniform.max() <= 1
