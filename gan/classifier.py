@@ -1,7 +1,10 @@
 """The judge of sample quality: a small CNN trained on the real labels, and its features.
 
 Its penultimate layer is the feature space of FID, KID and precision/recall (gan.metrics);
-its softmax is the label oracle of class coverage and label accuracy.
+its softmax is the label oracle of class coverage and label accuracy. Data of one class
+(a folder without class subfolders) has no labels to learn from: the judge then learns to
+tell which of four rotations an image was turned by (Gidaris et al., 2018), which needs
+shapes, and its softmax means nothing about classes, so no class score is computed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from gan.io import CHECKPOINT_FORMAT, read_checkpoint
 from gan.runtime import seed_everything, select_device
 
 NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
+ROTATION = "rotation"  # the judge's task without labels; "task" in its checkpoint's config
+ROTATIONS = 4  # its classes: turned by 0, 90, 180 or 270 degrees
+
+
+def is_labelled(classes: list) -> bool:
+    """Whether data of these classes trains a classifier (else the rotation judge)."""
+    return len(classes) > 1
+
+
+def rotated(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each image (B, C, S, S) turned by 0, 90, 180, 270 degrees (4B, C, S, S), k (4B,))."""
+    turns = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(ROTATIONS)])
+    k = torch.arange(ROTATIONS, device=images.device).repeat_interleave(images.shape[0])
+    return turns, k
 
 
 class Classifier(nn.Module):
@@ -60,12 +77,17 @@ class Classifier(nn.Module):
 class ClassifierResult:
     classifier: Classifier
     checkpoint: dict[str, Any]
-    test_accuracy: float
+    test_accuracy: float  # on the test split: of the labels, or of the rotations
+    score_name: str = "test_accuracy"  # its name: test_accuracy or rotation_accuracy
 
 
 def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
                      on_epoch: Callable[[int, float], None] | None = None) -> ClassifierResult:
-    """Fit the classifier on a prepared train split; ``on_epoch(epoch, test_accuracy)``."""
+    """Fit the judge on a prepared train split; ``on_epoch(epoch, test_accuracy)``.
+
+    With one class the judge learns the four rotations of each batch instead (4x the
+    images per step) and the accuracy is of the rotations of the test split.
+    """
     device = select_device("auto")
     seed_everything(cfg.seed)
     images, labels = train_data["images"], train_data["labels"]
@@ -73,7 +95,9 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
         raise GanError(f"classifier.batch_size: got {cfg.batch_size}, must be at most the "
                        f"{images.shape[0]} training images")
     image_shape = tuple(images.shape[1:])
-    model = Classifier(image_shape, len(train_data["classes"]), cfg.width).to(device)
+    labelled = is_labelled(train_data["classes"])
+    outputs = len(train_data["classes"]) if labelled else ROTATIONS
+    model = Classifier(image_shape, outputs, cfg.width).to(device)
     batches = DeviceBatches(images, labels, cfg.batch_size, cfg.seed, device)
     steps = cfg.epochs * batches.per_epoch
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -85,25 +109,32 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
         model.train()
         for _ in range(batches.per_epoch):
             x, y = batches.next()
+            if not labelled:
+                x, y = rotated(x)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
         model.eval()
-        accuracy = classifier_accuracy(model, test_data["images"], test_data["labels"],
-                                       cfg.batch_size)
+        accuracy = (classifier_accuracy(model, test_data["images"], test_data["labels"],
+                                        cfg.batch_size) if labelled else
+                    rotation_accuracy(model, test_data["images"], cfg.batch_size))
         if on_epoch is not None:
             on_epoch(epoch, accuracy)
     model.cpu()
+    config = {"classifier": to_dict(cfg), "image_shape": list(image_shape),
+              "classes": list(train_data["classes"])}
+    name = "test_accuracy"
+    if not labelled:  # only then, so a labelled judge's file stays byte for byte as before
+        config["task"], name = ROTATION, "rotation_accuracy"
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
-        "config": {"classifier": to_dict(cfg), "image_shape": list(image_shape),
-                   "classes": list(train_data["classes"])},
+        "config": config,
         "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "test_accuracy": accuracy,
+        name: accuracy,
     }
-    return ClassifierResult(model, checkpoint, accuracy)
+    return ClassifierResult(model, checkpoint, accuracy, name)
 
 
 def load_classifier(path: Path) -> tuple[Classifier, dict]:
@@ -114,8 +145,8 @@ def load_classifier(path: Path) -> tuple[Classifier, dict]:
         raise GanError(f"{path}: not a classifier of this project (format "
                        f"{CHECKPOINT_FORMAT} expected)")
     cfg = ckpt["config"]
-    model = Classifier(tuple(cfg["image_shape"]), len(cfg["classes"]),
-                       cfg["classifier"]["width"])
+    outputs = ROTATIONS if cfg.get("task") == ROTATION else len(cfg["classes"])
+    model = Classifier(tuple(cfg["image_shape"]), outputs, cfg["classifier"]["width"])
     model.load_state_dict(ckpt["classifier"])
     return model.eval(), cfg
 
@@ -155,3 +186,15 @@ def classifier_accuracy(classifier: nn.Module, images: torch.Tensor, labels: tor
     """Test accuracy of a classifier in eval mode on CPU images and labels."""
     _, logits = extract(classifier, images, batch_size)
     return label_accuracy(logits, labels)
+
+
+def rotation_accuracy(classifier: nn.Module, images: torch.Tensor,
+                      batch_size: int = 500) -> float:
+    """Share of the four rotations of CPU images (N, C, S, S) a rotation judge names right."""
+    right, total = 0, 0
+    for chunk in images.split(batch_size):
+        turns, k = rotated(chunk)
+        _, logits = extract(classifier, turns, batch_size)
+        right += int((logits.argmax(dim=1) == k).sum())
+        total += k.numel()
+    return right / total

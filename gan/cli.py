@@ -1,13 +1,16 @@
-"""``gan-sample``: pictures from a trained checkpoint, outside DVC.
+"""``gan-sample``: pictures from a trained checkpoint, outside DVC; ``gan-score``: scores
+of any folder of images, as the evaluate stage scores samples.
 
     gan-sample grid   models/gan.pt -o grid.png   [--n 64] [--seed 0] [--label K]
     gan-sample walk   models/gan.pt -o walk.png   [--n 4] [--steps 10] [--method auto]
     gan-sample images models/gan.pt -o folder/    [--n 16]
+    gan-score FOLDER [--classifier models/classifier.pt] [--data data/prepared] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -21,6 +24,12 @@ from gan.errors import GanError
 # Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
 # walk of --n is generated at once.
 MAX_STEPS = 256
+
+SCORE_USAGE = """Score the PNG/JPEG images of FOLDER (any depth) as the evaluate stage scores
+samples: in the judge's features, against the prepared test split, with N real training
+images as the floor (keys ending in _real), N being the folder's image count. Images are
+converted to the judge's channels and fitted to its size; evaluate.seed and
+evaluate.batch_size come from --params when that file exists."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,17 +103,69 @@ def sample_command(args: argparse.Namespace) -> str:
     return f"gan-sample: {n} PNGs (seed {args.seed}) -> {args.out}/"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The console script: one-line errors and exit code 2 for what the user can fix."""
-    args = _parser().parse_args(argv)
+def _one_line_errors(command, args: argparse.Namespace) -> int:
+    """Print what ``command(args)`` returns; a GanError is one line on stderr, exit code 2."""
     try:
-        print(sample_command(args))
+        print(command(args))
     except GanError as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: one-line errors and exit code 2 for what the user can fix."""
+    return _one_line_errors(sample_command, _parser().parse_args(argv))
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gan-score", description=SCORE_USAGE)
+    p.add_argument("folder", type=Path, help="folder of PNG/JPEG images")
+    p.add_argument("--classifier", type=Path, default=Path("models/classifier.pt"),
+                   help="the judge the classifier stage wrote (default: models/classifier.pt)")
+    p.add_argument("--data", type=Path, default=Path("data/prepared"),
+                   help="prepared splits: test to compare with, train for the floor "
+                        "(default: data/prepared)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"),
+                   help="its evaluate section gives the seed and batch size (default: "
+                        "params.yaml; absent: their defaults)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with metrics/eval.json's keys")
+    return p
+
+
+def score_command(args: argparse.Namespace) -> str:
+    """The scores of ``args.folder``, as text or one JSON line."""
+    # Imported here: gan-sample does not need the metrics' torchmetrics import.
+    from gan import classifier, data, image_folder, metrics, runtime
+    from gan.config import load_section, read_params
+
+    params = read_params(args.params) if args.params.is_file() else {"evaluate": {}}
+    cfg = load_section(params, "evaluate")
+    judge, judge_cfg = classifier.load_classifier(args.classifier)
+    channels, size, _ = judge_cfg["image_shape"]
+    pixels, _paths = image_folder.read_images(args.folder, size, channels)
+    if pixels.shape[0] < 2:
+        raise GanError(f"{args.folder}: holds 1 image; scores need at least 2")
+    images = data.to_unit_range(pixels, size)
+    test_data = data.load_prepared(args.data, "test")
+    train_data = data.load_prepared(args.data, "train")
+    classifier.check_compatible(judge_cfg, args.classifier, test_images=(
+        test_data["images"].shape[1:], test_data["classes"]))
+    judge = judge.to(runtime.select_device("auto"))
+    scores = metrics.score_images(images, None, judge, train_data, test_data, cfg)
+    scores = {"n_samples": images.shape[0], **scores}
+    if args.json:  # rounded and keyed as the evaluate stage writes metrics/eval.json
+        return json.dumps({k: round(v, 6) for k, v in sorted(scores.items())})
+    width = max(map(len, scores))
+    return "\n".join(f"{name:<{width}}  {value:.6g}" for name, value in scores.items())
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    """The ``gan-score`` console script."""
+    return _one_line_errors(score_command, _score_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

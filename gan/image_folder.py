@@ -172,3 +172,23 @@ def load(raw_dir: Path, image_size: int, channels: int | None
     out = {split: (np.stack(arrays), np.array(labels, dtype=np.int64))
            for split, (arrays, labels) in splits.items()}
     return out, classes, channels
+
+
+def read_images(folder: Path, image_size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
+    """(uint8 (N, S, S[, 3]), their paths) of every PNG/JPEG anywhere under ``folder``,
+    converted to ``channels`` and fitted to ``image_size`` as ``load`` does (gan-score)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GanError(f"{folder}: not a folder of images")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)
+                   and p.suffix.lower() in EXTENSIONS)
+    if not paths:
+        raise GanError(f"{folder}: no PNG or JPEG images in it")
+    mode = {1: "L", 3: "RGB"}[channels]
+    arrays = []
+    for path in paths:
+        image = _open(path).convert(mode)
+        if image.size != (image_size, image_size):  # samples of the judge's size stay as is
+            image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
+        arrays.append(np.asarray(image, dtype=np.uint8))
+    return np.stack(arrays), paths

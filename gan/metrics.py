@@ -3,7 +3,9 @@
 Inception-based scores download ImageNet weights at run time and suit 28 px grayscale
 poorly; here the small CNN of gan.classifier, trained on the real training split, is the
 feature extractor (its penultimate layer) and the label oracle (its softmax), so every
-number is offline.
+number is offline. Data of one class gets the rotation judge (gan.classifier), whose softmax
+says nothing of classes: the class scores (inception score, class coverage and KL, label
+accuracy) are then left out, never written as a meaningless 1.0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan.classifier import extract, label_accuracy
+from gan.classifier import extract, is_labelled, label_accuracy
 from gan.config import EvaluateConfig, ModelConfig
 from gan.errors import GanError
 from gan.sample import Trained, fixed_latent, grid_labels
@@ -128,37 +130,48 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBO
 
 
 def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, seed: int,
-            real_radii: torch.Tensor | None = None) -> dict[str, float]:
+            real_radii: torch.Tensor | None = None, labelled: bool = True) -> dict[str, float]:
     """Every label-free score of fake features (N, F) and logits (N, K) against real
-    features (M, F); ``real_radii`` as for ``precision_recall``."""
-    predicted = fake_logits.argmax(dim=1)
-    classes = fake_logits.shape[1]
+    features (M, F), and with ``labelled`` the class scores of the logits; ``real_radii``
+    as for ``precision_recall``."""
     precision, recall = precision_recall(real, fake, real_radii=real_radii)
     kid_mean, kid_std = kid(real, fake, seed)
-    return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std,
-            "inception_score": inception_score(fake_logits),
-            "class_coverage": class_coverage(predicted, classes),
-            "class_kl": class_kl(predicted, classes), "precision": precision, "recall": recall}
+    scores = {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std}
+    if labelled:
+        predicted = fake_logits.argmax(dim=1)
+        classes = fake_logits.shape[1]
+        scores.update(inception_score=inception_score(fake_logits),
+                      class_coverage=class_coverage(predicted, classes),
+                      class_kl=class_kl(predicted, classes))
+    return {**scores, "precision": precision, "recall": recall}
 
 
 def evaluate(trained: Trained, classifier: nn.Module, train_data: dict, test_data: dict,
              cfg: EvaluateConfig) -> dict[str, float]:
     """Scores of ``cfg.n_samples`` generated images against the real test split, and the
     same scores of as many real training images (the floor, keys ending in ``_real``)."""
-    num_classes = len(test_data["classes"])
+    images, asked = generate(trained.generator, cfg.n_samples, trained.model,
+                             len(test_data["classes"]), cfg.seed, cfg.batch_size)
+    return score_images(images, asked, classifier, train_data, test_data, cfg)
+
+
+def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: nn.Module,
+                 train_data: dict, test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
+    """evaluate's scores of CPU images (N, C, S, S) in [-1, 1] (generated, or read from a
+    folder by gan-score), with the labels asked for (N,) of a conditional G or None; the
+    floor is N real training images. cfg.n_samples is not read: N is."""
+    labelled = is_labelled(test_data["classes"])
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
     test_radii = knn_radii(test_feats)  # shared by the samples' and the floor's P/R
 
-    images, asked = generate(trained.generator, cfg.n_samples, trained.model, num_classes,
-                             cfg.seed, cfg.batch_size)
     fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
-    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii)
+    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii, labelled)
 
     pick = torch.randperm(train_data["images"].shape[0],
-                          generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_samples]
+                          generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
     real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
-    floor = quality(test_feats, real_feats, real_logits, cfg.seed, test_radii)
-    if asked is not None:
+    floor = quality(test_feats, real_feats, real_logits, cfg.seed, test_radii, labelled)
+    if asked is not None and labelled:
         scores["label_accuracy"] = label_accuracy(fake_logits, asked)
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
     return {"n_samples": images.shape[0], **scores,

@@ -1,4 +1,8 @@
-"""Stage classifier: the small CNN whose features and labels score generated images."""
+"""Stage classifier: the small CNN whose features and labels score generated images.
+
+Data of one class trains the rotation judge instead, and its accuracy is reported as
+rotation_accuracy (gan.classifier).
+"""
 
 import time
 from pathlib import Path
@@ -13,20 +17,25 @@ def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--out", type=Path, required=True, help="classifier file to write")
-    p.add_argument("--metrics", type=Path, required=True, help="JSON of its test accuracy")
+    p.add_argument("--metrics", type=Path, required=True,
+                   help="JSON of its test accuracy (or rotation accuracy)")
     args = p.parse_args()
     cfg = load_section(read_params(args.params), "classifier")
     train_data = data.load_prepared(args.data, "train")
     test_data = data.load_prepared(args.data, "test")
 
+    name = ("test accuracy" if classifier.is_labelled(train_data["classes"]) else
+            "rotation accuracy (one class: no labels, the judge learns rotations)")
+
     start = time.perf_counter()
     result = classifier.train_classifier(
         cfg, train_data, test_data,
         on_epoch=lambda epoch, acc: print(f"classifier: epoch {epoch}/{cfg.epochs}, "
-                                          f"test accuracy {acc:.4f}", flush=True))
+                                          f"{name} {acc:.4f}", flush=True))
     save_checkpoint(result.checkpoint, args.out)
-    write_json({"test_accuracy": round(result.test_accuracy, 6)}, args.metrics)
-    print(f"classifier: test accuracy {result.test_accuracy:.2%} after {cfg.epochs} epochs "
+    write_json({result.score_name: round(result.test_accuracy, 6)}, args.metrics)
+    print(f"classifier: {result.score_name.replace('_', ' ')} {result.test_accuracy:.2%} "
+          f"after {cfg.epochs} epochs "
           f"({time.perf_counter() - start:.0f} s) -> {args.out}")
 
 

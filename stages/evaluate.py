@@ -1,4 +1,7 @@
-"""Stage evaluate: FID, KID, IS, class coverage and precision/recall of generated images."""
+"""Stage evaluate: FID, KID, IS, class coverage and precision/recall of generated images.
+
+Data of one class has no class scores (IS, coverage, KL, label accuracy): see gan.metrics.
+"""
 
 import time
 from pathlib import Path
@@ -33,7 +36,7 @@ def main() -> None:
     print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
           f"FID {scores['fid']:.2f} (real {scores['fid_real']:.2f}), precision "
           f"{scores['precision']:.3f}, recall {scores['recall']:.3f} -> {args.out}")
-    if scores["class_coverage"] < 1.0:
+    if scores.get("class_coverage", 1.0) < 1.0:  # absent without classes
         print(f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
               f"than half their fair share of samples; the generator may be mode-collapsing")
 
