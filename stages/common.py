@@ -24,12 +24,15 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent id, start time in clock ticks) of a live process, from /proc; None if gone."""
+    """(parent id, start time in clock ticks) of a running process, from /proc; None once
+    it has exited, zombies included (an exited dvc stays one until its parent reaps it)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[1]), int(fields[19])
 
 

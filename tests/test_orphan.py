@@ -1,0 +1,77 @@
+"""SIGTERM to `dvc repro` itself (a CI cancel, `timeout`, `kill PID`): DVC exits at once
+without signalling its stage; the train stage must stop too, save its state, and the next
+`dvc repro` must resume it to the bits of an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from conftest import FASHION_MIRROR, VENV, shell_env, tiny_project
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
+                       "is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing: run "
+                       "`bash .ci/run setup`"),
+]
+
+
+def trainers(repo: Path) -> list[psutil.Process]:
+    """The train stage processes working in ``repo``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline = proc.info["cmdline"] or []
+        if "stages.train" in cmdline and proc.info["cwd"] == str(repo):
+            found.append(proc)
+    return found
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def dvc(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["dvc", *args], cwd=repo, env=shell_env(VENV), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_sigterm_to_dvc_repro_stops_train_and_the_next_run_resumes_exactly(tmp_path):
+    repo = tiny_project(tmp_path / "project")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    # Long enough to outlast the wait below by far were it left running as an orphan.
+    params["train"].update(steps=4000, checkpoint_every=100, log_every=100, eval_every=0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    state = repo / ".resume" / "train.pt"
+    dvc(repo, "repro", "classifier")
+
+    first = subprocess.Popen(["dvc", "repro"], cwd=repo, env=shell_env(VENV),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(state.exists, 300, "train never saved a state")
+    first.send_signal(signal.SIGTERM)  # to dvc alone, as `kill PID` does
+    first.communicate(timeout=60)
+    wait_for(lambda: not trainers(repo), 20, "the train stage outlived dvc repro")
+    assert state.exists()
+
+    resumed = dvc(repo, "repro")
+    assert "train: resuming from step " in resumed, resumed
+    gan = (repo / "models" / "gan.pt").read_bytes()
+    log = (repo / "metrics" / "train" / "plots" / "metrics" / "d_loss.tsv").read_text()
+    steps = [int(line.split("\t")[0]) for line in log.splitlines()[1:]]
+    assert steps == list(range(100, 4001, 100))  # no gap, no repeat, one writer
+
+    dvc(repo, "repro", "-f", "-s", "train")  # the uninterrupted run
+    assert (repo / "models" / "gan.pt").read_bytes() == gan
+    assert (repo / "metrics" / "train" / "plots" / "metrics" / "d_loss.tsv").read_text() == log
