@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from gan import data, memory, runtime, train
 from gan.config import load_section, read_params
+from gan.hooks import Every
 
 PHASES = ("data", "g_forward", "d_forward", "d_penalty", "d_backward", "d_optimizer",
           "g_through_d", "g_backward", "g_optimizer")
@@ -48,8 +49,8 @@ def profiled_run(model_cfg, train_cfg, split, warmup: int, steps: int,
 
     cfg = train_cfg.__class__(**{**train_cfg.__dict__, "steps": warmup + steps,
                                  "log_every": warmup + steps, "ema_decay": None,
-                                 "checkpoint_every": 0, "eval_every": 0, "snapshot_every": 0})
-    train.train(model_cfg, cfg, 0, split, periodic=((steps, hook),), progress=False)
+                                 "eval_every": 0, "snapshot_every": 0})
+    train.train(model_cfg, cfg, 0, split, hooks=(Every(steps, hook),), progress=False)
     return prof, (stamps[warmup + steps] - stamps[warmup]) / steps
 
 

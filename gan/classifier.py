@@ -18,9 +18,11 @@ from torch import nn
 from gan.config import ClassifierConfig, to_dict
 from gan.data import DeviceBatches
 from gan.errors import GanError
-from gan.io import CHECKPOINT_FORMAT, read_checkpoint
+from gan.io import read_checkpoint
 from gan.runtime import seed_everything, select_device
 
+# The version of models/classifier.pt's layout; a file of another version is refused.
+FORMAT = 1
 NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
 
 
@@ -97,7 +99,7 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
             on_epoch(epoch, accuracy)
     model.cpu()
     checkpoint = {
-        "format": CHECKPOINT_FORMAT,
+        "format": FORMAT,
         "config": {"classifier": to_dict(cfg), "image_shape": list(image_shape),
                    "classes": list(train_data["classes"])},
         "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -108,11 +110,11 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
 
 def load_classifier(path: Path) -> tuple[Classifier, dict]:
     """Rebuild a classifier from its file; returns (classifier in eval mode on CPU, config)."""
-    ckpt = read_checkpoint(path, "classifier", "; run the classifier stage (dvc repro "
+    ckpt = read_checkpoint(path, FORMAT, "classifier", "; run the classifier stage (dvc repro "
                            "classifier)")
     if "classifier" not in ckpt:
         raise GanError(f"{path}: not a classifier of this project (format "
-                       f"{CHECKPOINT_FORMAT} expected)")
+                       f"{FORMAT} expected)")
     cfg = ckpt["config"]
     model = Classifier(tuple(cfg["image_shape"]), len(cfg["classes"]),
                        cfg["classifier"]["width"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gan import sample
+from gan import checkpoint, sample
 from gan.errors import GanError
 
 
@@ -60,7 +60,7 @@ def sample_command(args: argparse.Namespace) -> str:
         raise GanError(f"--n: got {n}, allowed: 1 to 4096")
     if args.steps < 2:
         raise GanError(f"--steps: got {args.steps}, must be at least 2")
-    trained = sample.load_generator(args.checkpoint)
+    trained = checkpoint.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, trained.classes
     dim, noise = model.latent_dim, model.noise
     if args.mode == "walk":
