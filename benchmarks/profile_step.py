@@ -1,6 +1,6 @@
 """Where the train step's time goes: torch.profiler over the real training loop.
 
-``gan.train.train`` marks each part of its step (``gan.train.phase``): drawing the batch and
+``gan.train.train`` marks each part of its step (``gan.step.phase``): drawing the batch and
 noise, G's forward, D's forward and loss, D's backward and optimizer, D's scoring of the
 fakes for G's loss, G's backward and optimizer. This script trains with the params.yaml
 settings of each architecture, starts the profiler from a periodic hook after a warm-up,
