@@ -77,10 +77,12 @@ class GanStep:
     def __call__(self, batches: DeviceBatches, noise: Noise) -> dict[str, torch.Tensor]:
         """Run the step; the values to log, by name."""
         last = self.cfg.d_steps
+        # (1) Update D: minimise d_loss, i.e. raise D on real images, lower it on fakes.
         for d_step in range(1, last + 1):
             # With reuse_fakes the last D step's fakes keep their graph and serve the G
             # step too: one G forward per step instead of two (the classic tutorials).
             report, fakes = self.d_step(batches, noise, keep=self.reuse and d_step == last)
+        # (2) Update G: minimise g_loss through the updated D, updating only G.
         if not self.reuse:
             fakes = self.fresh_fakes(noise)
         return {**report, **self.g_step(fakes)}

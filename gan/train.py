@@ -316,7 +316,9 @@ def train(
         stop_asked = StopVote(received, where.world)
         for step in bar:
             state.step = step
+            # (1) D step(s), (2) G step, EMA update: gan.step.GanStep.
             state.log.add(gan_step(state.batches, state.noise))
+            # (3) Log, run the periodic hooks, save the resumable state.
             if step % train_cfg.log_every == 0 or step == steps:
                 record = _log(state, on_log)
                 bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
