@@ -32,7 +32,7 @@ def train_cfg(**overrides) -> TrainConfig:
 
 
 def losses_of(result) -> torch.Tensor:
-    return torch.tensor([[h["d_loss"], h["g_loss"]] for h in result.history if "d_loss" in h])
+    return torch.tensor([[h["d_loss"], h["g_loss"]] for h in result.losses])
 
 
 def test_precision_auto_is_fp32_on_the_cpu_and_refusals_are_one_line():
@@ -80,7 +80,7 @@ def test_reduced_precision_trains_close_to_fp32(precision, model, loss):
 
 
 def test_fp16_resume_restores_the_scalers(tmp_path):
-    cfg = train_cfg(precision="fp16", steps=8, checkpoint_every=4)
+    cfg = train_cfg(precision="fp16", steps=8)
     whole = train.train(MODEL, cfg, 0, tiny_split(), progress=False)
     path = tmp_path / "resume.pt"
     short = train.train(MODEL, train_cfg(precision="fp16", steps=4), 0, tiny_split(),
