@@ -24,6 +24,7 @@ import yaml
 from gan import classifier, data, memory, metrics, train
 from gan.config import load_section, read_params
 from gan.errors import GanError
+from gan.hooks import Every
 
 
 class _Done(Exception):
@@ -50,9 +51,9 @@ def run(params: dict, seed: int, at: list[int], data_dir: Path, judge, test_feat
     eval_cfg = load_section(params, "evaluate")
     if max(at) > train_cfg.steps:
         raise SystemExit(f"--at {max(at)}: past train.steps ({train_cfg.steps})")
-    # The run's own FID curve, snapshots and checkpoints are off: only the asked steps score.
+    # The run's own FID curve and snapshots are off: only the asked steps score.
     train_cfg = train_cfg.__class__(**{**train_cfg.__dict__, "eval_every": 0,
-                                       "snapshot_every": 0, "checkpoint_every": 0})
+                                       "snapshot_every": 0})
     split = data.load_prepared(data_dir, "train")
     classes = len(split["classes"])
     rows: list[dict] = []
@@ -64,8 +65,8 @@ def run(params: dict, seed: int, at: list[int], data_dir: Path, judge, test_feat
         if step not in at:
             return
         trained_s += time.perf_counter() - start
-        images, _ = metrics.generate(generator, eval_cfg.n_samples, model_cfg, classes,
-                                     eval_cfg.seed, eval_cfg.batch_size)
+        images, _ = metrics.seeded_samples(generator, eval_cfg.n_samples, model_cfg, classes,
+                                           eval_cfg.seed, eval_cfg.batch_size)
         feats, logits = classifier.extract(judge, images, eval_cfg.batch_size)
         rows.append({"seed": seed, "step": step, "train_s": trained_s,
                      **metrics.quality(test_feats, feats, logits, eval_cfg.seed, test_radii)})
@@ -75,7 +76,7 @@ def run(params: dict, seed: int, at: list[int], data_dir: Path, judge, test_feat
             raise _Done
 
     try:
-        train.train(model_cfg, train_cfg, seed, split, periodic=((math.gcd(*at), score),),
+        train.train(model_cfg, train_cfg, seed, split, hooks=(Every(math.gcd(*at), score),),
                     progress=False, say=lambda _: None)
     except _Done:
         pass

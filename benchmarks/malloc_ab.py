@@ -28,6 +28,7 @@ import torch
 
 from gan import data, memory, train
 from gan.config import load_section, read_params
+from gan.hooks import Every
 
 MODES = ("default", "keep")
 
@@ -42,7 +43,7 @@ def measure(model_cfg, train_cfg, split, window: int) -> dict:
 
     cfg = train_cfg.__class__(**{**train_cfg.__dict__, "steps": 2 * window,
                                  "log_every": window})
-    result = train.train(model_cfg, cfg, 0, split, periodic=((window, hook),), progress=False)
+    result = train.train(model_cfg, cfg, 0, split, hooks=(Every(window, hook),), progress=False)
     (t0, f0), (t1, f1) = marks
     digest = hashlib.sha256()
     for _, value in sorted(result.checkpoint["generator"].items()):
@@ -55,7 +56,7 @@ def configs(params: dict, arch: str):
     model_cfg = load_section({"model": {**params["model"], "arch": arch,
                                         "conditional": False}}, "model")
     train_cfg = load_section({"train": {**params["train"], "device": "cpu", "eval_every": 0,
-                                        "snapshot_every": 0, "checkpoint_every": 0}},
+                                        "snapshot_every": 0}},
                              "train")
     return model_cfg, train_cfg
 

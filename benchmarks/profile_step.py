@@ -1,6 +1,6 @@
 """Where the train step's time goes: torch.profiler over the real training loop.
 
-``gan.train.train`` marks each part of its step (``gan.train.phase``): drawing the batch and
+``gan.train.train`` marks each part of its step (``gan.step.phase``): drawing the batch and
 noise, G's forward, D's forward and loss, D's backward and optimizer, D's scoring of the
 fakes for G's loss, G's backward and optimizer. This script trains with the params.yaml
 settings of each architecture, starts the profiler from a periodic hook after a warm-up,
@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from gan import data, memory, runtime, train
 from gan.config import load_section, read_params
+from gan.hooks import Every
 
 PHASES = ("data", "g_forward", "d_forward", "d_penalty", "d_backward", "d_optimizer",
           "g_through_d", "g_backward", "g_optimizer")
@@ -48,8 +49,8 @@ def profiled_run(model_cfg, train_cfg, split, warmup: int, steps: int,
 
     cfg = train_cfg.__class__(**{**train_cfg.__dict__, "steps": warmup + steps,
                                  "log_every": warmup + steps, "ema_decay": None,
-                                 "checkpoint_every": 0, "eval_every": 0, "snapshot_every": 0})
-    train.train(model_cfg, cfg, 0, split, periodic=((steps, hook),), progress=False)
+                                 "eval_every": 0, "snapshot_every": 0})
+    train.train(model_cfg, cfg, 0, split, hooks=(Every(steps, hook),), progress=False)
     return prof, (stamps[warmup + steps] - stamps[warmup]) / steps
 
 

@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gan import data, losses, memory, models, runtime, train
 from gan.config import load_section, read_params
+from gan.hooks import Every
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -68,7 +69,7 @@ def project_rate(model_cfg, train_cfg, split, window: int, windows: int,
 
     cfg = train_cfg.__class__(**{**train_cfg.__dict__, "steps": window * (windows + 1),
                                  "log_every": window, "ema_decay": None})
-    train.train(model_cfg, cfg, 0, split, periodic=((window, stamp),), progress=False)
+    train.train(model_cfg, cfg, 0, split, hooks=(Every(window, stamp),), progress=False)
     times = np.diff(stamps) / window  # the first stamp ends the warm-up window
     return list(times)
 
@@ -196,7 +197,7 @@ def main() -> None:
             model_cfg = load_section({"model": model_raw}, "model")
             train_raw = {**params["train"], "batch_size": args.batch_size,
                          "device": args.device, "loss": "non_saturating",
-                         "checkpoint_every": 0, "eval_every": 0, "snapshot_every": 0}
+                         "eval_every": 0, "snapshot_every": 0}
             train_raw.update(precision=args.precision, memory_format=args.memory_format,
                              compile=args.compile)
             train_cfg = load_section({"train": train_raw}, "train")

@@ -21,9 +21,11 @@ from torch import nn
 from gan.config import ClassifierConfig, to_dict
 from gan.data import DeviceBatches
 from gan.errors import GanError
-from gan.io import CHECKPOINT_FORMAT, read_checkpoint
+from gan.io import read_checkpoint
 from gan.runtime import seed_everything, select_device
 
+# The version of models/classifier.pt's layout; a file of another version is refused.
+FORMAT = 1
 NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
 ROTATION = "rotation"  # the judge's task without labels; "task" in its checkpoint's config
 ROTATIONS = 4  # its classes: turned by 0, 90, 180 or 270 degrees
@@ -129,7 +131,7 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
     if not labelled:  # only then, so a labelled judge's file stays byte for byte as before
         config["task"], name = ROTATION, "rotation_accuracy"
     checkpoint = {
-        "format": CHECKPOINT_FORMAT,
+        "format": FORMAT,
         "config": config,
         "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
         name: accuracy,
@@ -139,11 +141,11 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
 
 def load_classifier(path: Path) -> tuple[Classifier, dict]:
     """Rebuild a classifier from its file; returns (classifier in eval mode on CPU, config)."""
-    ckpt = read_checkpoint(path, "classifier", "; run the classifier stage (dvc repro "
+    ckpt = read_checkpoint(path, FORMAT, "classifier", "; run the classifier stage (dvc repro "
                            "classifier)")
     if "classifier" not in ckpt:
         raise GanError(f"{path}: not a classifier of this project (format "
-                       f"{CHECKPOINT_FORMAT} expected)")
+                       f"{FORMAT} expected)")
     cfg = ckpt["config"]
     outputs = ROTATIONS if cfg.get("task") == ROTATION else len(cfg["classes"])
     model = Classifier(tuple(cfg["image_shape"]), outputs, cfg["classifier"]["width"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gan import sample
+from gan import checkpoint, sample
 from gan.errors import GanError
 
 # Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
@@ -77,7 +77,7 @@ def sample_command(args: argparse.Namespace) -> str:
         raise GanError(f"--seed: got {args.seed}, allowed: 0 to 2**63 - 1")
     if args.mode != "images" and args.out.is_dir():
         raise GanError(f"{args.out}: is a folder; {args.mode} writes one PNG, name a file")
-    trained = sample.load_generator(args.checkpoint)
+    trained = checkpoint.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, trained.classes
     dim, noise = model.latent_dim, model.noise
     if args.mode == "walk":

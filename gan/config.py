@@ -88,13 +88,19 @@ class TrainConfig:
     log_every: int = _opt(min=1)
     eval_every: int = _opt(0, min=0)
     snapshot_every: int = _opt(0, min=0)
-    checkpoint_every: int = _opt(500, min=0)
     deterministic: bool = _opt(False)
     device: str = _opt("auto", choices=DEVICES)
     precision: str = _opt("auto")  # auto or gan.runtime.AUTOCAST_DTYPES
     memory_format: str = _opt("auto", choices=MEMORY_FORMATS)
     compile: bool = _opt(False)
     devices: int = _opt(1, min=1, max=1024)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeConfig:
+    """How often training saves its resumable state: no output depends on it."""
+
+    checkpoint_every: int = _opt(500, min=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +143,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "resume": ResumeConfig,
     "sample": SampleConfig,
     "plot": PlotConfig,
     "classifier": ClassifierConfig,
@@ -225,7 +232,7 @@ def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
         raise ConfigError(f"{key}: got {value!r}, must be at most {high}")
 
 
-def build(cls: type, raw: Any, prefix: str) -> Any:
+def from_params(cls: type, raw: Any, prefix: str) -> Any:
     """Build the frozen dataclass ``cls`` from a params mapping found under ``prefix``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix}: expected a mapping of keys, got {raw!r}")
@@ -292,7 +299,7 @@ def load_section(params: dict[str, Any], name: str) -> Any:
     """The validated dataclass of section ``name`` of a params dict."""
     if name not in params:
         raise ConfigError(f"{name}: missing section in params")
-    return build(SECTIONS[name], params[name], name)
+    return from_params(SECTIONS[name], params[name], name)
 
 
 def load_seed(params: dict[str, Any]) -> int:

@@ -132,18 +132,18 @@ def _read_candidate(folder: Path, raw: RawFile) -> tuple[bytes, str | None, Path
     return None
 
 
-def verify(raw: RawFile, content: bytes, archive_md5: str | None, where: Path) -> None:
-    """Raise GanError naming ``where`` unless ``content`` is the expected file."""
+def verify(raw: RawFile, content: bytes, archive_md5: str | None, source: Path) -> None:
+    """Raise GanError naming ``source`` unless ``content`` is the expected file."""
     if len(content) != raw.size:
-        raise GanError(f"{where}: {len(content)} bytes after decompression, expected "
+        raise GanError(f"{source}: {len(content)} bytes after decompression, expected "
                        f"{raw.size} (truncated or wrong file)")
     if raw.sha256 is not None:
         digest = hashlib.sha256(content).hexdigest()
         if digest != raw.sha256:
-            raise GanError(f"{where}: SHA-256 of the content is {digest[:16]}..., expected "
+            raise GanError(f"{source}: SHA-256 of the content is {digest[:16]}..., expected "
                            f"{raw.sha256[:16]}... (corrupt or wrong file)")
     elif archive_md5 != raw.archive_md5:
-        raise GanError(f"{where}: no content hash is recorded for this file, so only the "
+        raise GanError(f"{source}: no content hash is recorded for this file, so only the "
                        f"upstream .gz archive (MD5 {raw.archive_md5}) is accepted")
 
 
@@ -215,15 +215,15 @@ def download(dataset: str, out_dir: Path, mirror: str | None = None,
     return sources
 
 
-def _parse_idx(blob: bytes, where: Path) -> np.ndarray:
+def _parse_idx(blob: bytes, source: Path) -> np.ndarray:
     # IDX: 2 zero bytes, a type code (0x08 = uint8), the number of dims, then big-endian sizes.
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 0x08:
-        raise GanError(f"{where}: not an unsigned-byte IDX file")
+        raise GanError(f"{source}: not an unsigned-byte IDX file")
     ndim = blob[3]
     dims = np.frombuffer(blob, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise GanError(f"{where}: header says {tuple(dims)} but holds {data.size} values")
+        raise GanError(f"{source}: header says {tuple(dims)} but holds {data.size} values")
     return data.reshape(tuple(dims))
 
 

@@ -1,4 +1,4 @@
-"""Files the project writes: one atomic writer, and the checkpoint format on top of it.
+"""Files the project writes: one atomic writer, and torch files with a format version on top.
 
 Every output goes through ``write_atomic``, so a failure or a kill never leaves a
 half-written file where a good one (or none) was.
@@ -23,8 +23,6 @@ from typing import IO, Any
 import torch
 
 from gan.errors import GanError
-
-CHECKPOINT_FORMAT = 1
 
 # OSErrors that say the place cannot take the file, not that the code is wrong: each becomes
 # one line naming the path.
@@ -184,9 +182,10 @@ def check_integrity(path: Path, kind: str) -> None:
                        f"changed after it was written)")
 
 
-def read_checkpoint(path: Path, kind: str = "checkpoint", missing: str = "",
+def read_checkpoint(path: Path, fmt: int, kind: str = "checkpoint", missing: str = "",
                     weights_only: bool = True) -> dict[str, Any]:
-    """A file ``save_checkpoint`` wrote, with one GanError naming the file otherwise.
+    """A file ``save_checkpoint`` wrote whose "format" is ``fmt``, with one GanError naming
+    the file otherwise.
 
     ``missing`` is appended to the not-found message (what to run); ``weights_only=False``
     is for this project's own resume states, which hold Python and NumPy RNG states.
@@ -199,7 +198,6 @@ def read_checkpoint(path: Path, kind: str = "checkpoint", missing: str = "",
         ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:
         raise GanError(f"{path}: not a readable {kind} ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise GanError(f"{path}: not a {kind} of this project (format {CHECKPOINT_FORMAT} "
-                       f"expected)")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise GanError(f"{path}: not a {kind} of this project (format {fmt} expected)")
     return ckpt

@@ -19,11 +19,11 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from gan.checkpoint import Trained
 from gan.classifier import extract, is_labelled, label_accuracy
 from gan.config import EvaluateConfig, ModelConfig
 from gan.errors import GanError
-from gan.sample import Trained, fixed_latent, grid_labels
-from gan.sample import generate as sample_generate
+from gan.sample import fixed_latent, generate, grid_labels
 
 # KID's mean and std are over KID_SUBSETS random subsets of KID_SUBSET_SIZE samples (half the
 # smaller set when that is fewer); torchmetrics' 100 subsets cost ~25 s per KID on 2 CPU cores.
@@ -32,13 +32,13 @@ KID_SUBSET_SIZE = 1000
 PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
 
 
-def generate(generator: nn.Module, n: int, model: ModelConfig, num_classes: int, seed: int,
-             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+def seeded_samples(generator: nn.Module, n: int, model: ModelConfig, num_classes: int, seed: int,
+                   batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(images (n, C, H, W) on the CPU, the labels asked for (n,) or None), seeded."""
     z = fixed_latent(n, model.latent_dim, seed, model.noise)
     # Balanced requests, so a conditional G's class histogram should be flat.
     labels = grid_labels(n, num_classes, model.conditional)
-    return sample_generate(generator, z, labels, batch_size), labels
+    return generate(generator, z, labels, batch_size), labels
 
 
 class _Given(nn.Identity):
@@ -150,8 +150,8 @@ def evaluate(trained: Trained, classifier: nn.Module, train_data: dict, test_dat
              cfg: EvaluateConfig) -> dict[str, float]:
     """Scores of ``cfg.n_samples`` generated images against the real test split, and the
     same scores of as many real training images (the floor, keys ending in ``_real``)."""
-    images, asked = generate(trained.generator, cfg.n_samples, trained.model,
-                             len(test_data["classes"]), cfg.seed, cfg.batch_size)
+    images, asked = seeded_samples(trained.generator, cfg.n_samples, trained.model,
+                                   len(test_data["classes"]), cfg.seed, cfg.batch_size)
     return score_images(images, asked, classifier, train_data, test_data, cfg)
 
 
@@ -190,7 +190,8 @@ def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: in
         if not real:
             real.append(extract(classifier, real_images, batch_size)[0])
         # The same latents every time, so the curve moves only with the generator.
-        images, _ = generate(generator, n_samples, model_cfg, num_classes, seed, batch_size)
+        images, _ = seeded_samples(generator, n_samples, model_cfg, num_classes, seed,
+                                   batch_size)
         return fid(real[0], extract(classifier, images, batch_size)[0])
 
     return score

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,14 +11,11 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
-from gan import models, runtime
-from gan.config import ModelConfig, SampleConfig, build, choose
+from gan import models
+from gan.config import ModelConfig, SampleConfig, choose
 from gan.errors import GanError
-from gan.io import read_checkpoint, write_atomic
+from gan.io import write_atomic
 
-# Grids of the training snapshots: the train stage reads no sample.* params, so its fixed
-# batch is set here (seeded by the run's seed).
-EVOLUTION_N = 64
 # Key colours of the real-versus-fake picture (RGB).
 FAKE_COLOUR, REAL_COLOUR = (220, 40, 40), (40, 160, 60)
 
@@ -213,90 +208,3 @@ def arithmetic_images(generator: nn.Module, model: ModelConfig, seed: int) -> to
     z = arithmetic_latents(model.latent_dim, seed, model.noise)
     labels = torch.zeros(4, dtype=torch.long) if model.conditional else None
     return generate(generator, z, labels)
-
-
-class EvolutionSnapshots:
-    """A training hook writing the grid of one fixed latent batch to ``folder/step_NNNNNN.png``.
-
-    It keeps the PNG bytes it wrote: they are its state in the resumable training state, so
-    a resumed run puts the snapshots from before the interruption back (DVC clears the
-    folder before it re-runs training) and its GIF is the uninterrupted run's.
-    """
-
-    name = "evolution"
-
-    def __init__(self, folder: Path, seed: int, model_cfg: ModelConfig, num_classes: int):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.z = fixed_latent(EVOLUTION_N, model_cfg.latent_dim, seed, model_cfg.noise)
-        self.labels = grid_labels(EVOLUTION_N, num_classes, model_cfg.conditional)
-        self.files: dict[str, bytes] = {}
-        self.first = True
-
-    def _remove_stale(self, keep: Callable[[Path], bool]) -> None:
-        for stale in self.folder.glob("step_*.png"):
-            if not keep(stale):
-                stale.unlink()
-
-    def __call__(self, step: int, generator: nn.Module) -> None:
-        if self.first:
-            # Snapshots from this step on belong to another run; earlier ones are kept.
-            self._remove_stale(lambda p: p.stem[5:].isdigit() and int(p.stem[5:]) < step)
-            self.first = False
-        buffer = io.BytesIO()
-        to_grid_image(generate(generator, self.z, self.labels)).save(buffer, format="PNG")
-        name = f"step_{step:06d}.png"
-        self.files[name] = buffer.getvalue()
-        write_atomic(self.folder / name, lambda handle: handle.write(self.files[name]))
-
-    def state_dict(self) -> dict[str, bytes]:
-        return dict(self.files)
-
-    def load_state_dict(self, files: dict[str, bytes]) -> None:
-        """Make the folder hold exactly the snapshots ``files`` ({file name: PNG bytes})."""
-        self._remove_stale(lambda p: p.name in files)
-        for name, blob in files.items():
-            write_atomic(self.folder / name, lambda handle, blob=blob: handle.write(blob))
-        self.files = dict(files)
-        self.first = False
-
-
-def evolution_hook(folder: Path, seed: int, model_cfg: ModelConfig,
-                   num_classes: int) -> EvolutionSnapshots:
-    """The training hook of the snapshot grids (see EvolutionSnapshots)."""
-    return EvolutionSnapshots(folder, seed, model_cfg, num_classes)
-
-
-@dataclass(frozen=True)
-class Trained:
-    """A generator rebuilt from a checkpoint, with what it was trained on."""
-
-    generator: nn.Module  # in eval mode; the EMA weights when the run kept them
-    model: ModelConfig
-    image_shape: tuple[int, int, int]
-    classes: list[str]
-
-
-def load_generator(path: Path, device: torch.device | None = None,
-                   prefer_ema: bool = True) -> Trained:
-    """Rebuild a checkpoint's generator (its EMA copy when there is one) from the file alone."""
-    path = Path(path)
-    ckpt = read_checkpoint(path, "checkpoint", "; run the train stage (dvc repro train)")
-    cfg = ckpt["config"]
-    model_cfg = build(ModelConfig, cfg["model"], "model")
-    image_shape = tuple(cfg["image_shape"])
-    generator, _ = models.build(model_cfg, image_shape, len(cfg["classes"]))
-    weights = ckpt["generator"]
-    if prefer_ema and ckpt.get("generator_ema") is not None:
-        weights = ckpt["generator_ema"]
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise GanError(f"{path}: generator weights do not fit model.arch "
-                       f"{model_cfg.arch!r} ({first})") from None
-    device = device or torch.device("cpu")
-    # The layout training uses by default (channels_last for conv Gs on the CPU and CUDA).
-    layout = runtime.resolve_memory_format("auto", device, model_cfg.arch)
-    generator.to(device, memory_format=layout).eval()
-    return Trained(generator, model_cfg, image_shape, list(cfg["classes"]))

@@ -18,7 +18,7 @@ from gan.models import blocks
 
 
 def _norm_for_penalty(m: ModelConfig, t: TrainConfig) -> str | None:
-    if losses.get(t.loss).gradient_penalty and models.ARCHS[m.arch][1].uses_d_norm \
+    if losses.get(t.loss).gradient_penalty and models.ARCHS[m.arch].discriminator.uses_d_norm \
             and m.d_norm == "batch":
         return (f"train.loss: {t.loss} penalises per-sample gradients, which batch norm in D "
                 f"couples; set model.d_norm to layer or none")
@@ -33,7 +33,7 @@ def _penalty_weight(m: ModelConfig, t: TrainConfig) -> str | None:
 
 
 def _norm_exists(m: ModelConfig, t: TrainConfig) -> str | None:
-    if m.d_norm == "layer" and not models.ARCHS[m.arch][1].uses_d_norm:
+    if m.d_norm == "layer" and not models.ARCHS[m.arch].discriminator.uses_d_norm:
         return (f"model.d_norm: got 'layer', but {m.arch}'s discriminator has no "
                 f"normalisation layers; set none, or use dcgan or resize_conv")
     return None
@@ -88,5 +88,5 @@ def check_params(params: dict[str, Any]) -> None:
               data_cfg.image_size)
     sample_cfg = load_section(params, "sample")
     sample.interpolation_method(sample_cfg.interpolation, "normal")
-    for name in ("plot", "classifier", "evaluate"):
+    for name in ("resume", "plot", "classifier", "evaluate"):
         load_section(params, name)

@@ -6,7 +6,7 @@ Data of one class has no class scores (IS, coverage, KL, label accuracy): see ga
 import time
 from pathlib import Path
 
-from gan import classifier, data, metrics, runtime, sample
+from gan import checkpoint, classifier, data, metrics, runtime
 from gan.config import load_section, read_params
 from gan.io import write_json
 from stages import common
@@ -22,7 +22,7 @@ def main() -> None:
     cfg = load_section(read_params(args.params), "evaluate")
     device = runtime.select_device("auto")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
-    trained = sample.load_generator(args.checkpoint, device)
+    trained = checkpoint.load_generator(args.checkpoint, device)
     test_data = data.load_prepared(args.data, "test")
     classifier.check_compatible(
         judge_cfg, args.classifier,

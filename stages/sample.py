@@ -4,7 +4,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from gan import data, plots, sample
+from gan import checkpoint, data, plots, sample
 from gan.config import load_section, read_params
 from stages import common
 
@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--pictures", type=Path, required=True, help="folder for the other pictures")
     args = p.parse_args()
     cfg = load_section(read_params(args.params), "sample")
-    trained = sample.load_generator(args.checkpoint)
+    trained = checkpoint.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, len(trained.classes)
     sample.interpolation_method(cfg.interpolation, model.noise)  # refuse a bad name first
     z = sample.fixed_latent(cfg.n, model.latent_dim, cfg.seed, model.noise)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import classifier, data, metrics, runtime, sample, train, validate
+from gan import classifier, data, metrics, runtime, train, validate
 from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
+from gan.hooks import Every, EvolutionSnapshots
 from gan.io import save_checkpoint
 from stages import common
 
@@ -30,7 +31,7 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive folder")
     p.add_argument("--resume", type=Path, required=True,
-                   help="resumable state, saved every train.checkpoint_every steps")
+                   help="resumable state, saved every resume.checkpoint_every steps")
     p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     p.add_argument("--classifier", type=Path, help="classifier for the FID every "
                    "train.eval_every steps")
@@ -39,6 +40,7 @@ def main() -> None:
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
+    checkpoint_every = load_section(params, "resume").checkpoint_every
     validate.check_run(model_cfg, train_cfg)  # before any data is read
     if train_cfg.devices > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(relaunch(train_cfg.devices))
@@ -46,11 +48,12 @@ def main() -> None:
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
         if rank == 0:
-            fit(args, seed, model_cfg, train_cfg, eval_cfg)
+            fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every)
             return
         try:  # the other ranks train (and resume) their share and write nothing
             train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
-                        resume_path=args.resume, progress=False,
+                        resume_path=args.resume, checkpoint_every=checkpoint_every,
+                        progress=False,
                         fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
         except Interrupted:
             sys.exit(130)  # rank 0 says it
@@ -89,15 +92,14 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
     return parts
 
 
-def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
+def fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
     train_data = data.load_prepared(args.data, "train")
-    every = train_cfg.snapshot_every if args.evolution else 0
-    if every:
-        snapshots = sample.evolution_hook(args.evolution, seed, model_cfg,
-                                          len(train_data["classes"]))
+    hooks = []
+    if args.evolution and train_cfg.snapshot_every:
+        hooks.append(EvolutionSnapshots(train_cfg.snapshot_every, args.evolution, seed,
+                                        model_cfg, len(train_data["classes"])))
     elif args.evolution:
         args.evolution.mkdir(parents=True, exist_ok=True)  # DVC wants the output, even empty
-    periodic = ((every, snapshots),) if every else ()
     if train_cfg.eval_every > 0:
         if args.classifier is None:
             raise GanError("train.eval_every: the FID during training needs --classifier")
@@ -107,8 +109,9 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
         fid_of = metrics.training_fid(
             judge, data.load_prepared(args.data, "test")["images"],
             eval_cfg.train_fid_samples, model_cfg, len(train_data["classes"]), seed)
-        # The hook's return is logged (as "fid" at that step) and replayed on resume.
-        periodic += ((train_cfg.eval_every, lambda step, g: {"fid": fid_of(g)}),)
+        # Logged as "fid" at that step, and replayed on resume.
+        hooks.append(Every(train_cfg.eval_every, lambda step, g: {"fid": fid_of(g)}, "fid",
+                           metrics=True))
 
     # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
     # and duplicates entries. A resumed run replays its saved log into the fresh folder.
@@ -121,12 +124,13 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg) -> None:
 
         start = time.perf_counter()
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
-                             periodic=periodic, resume_path=args.resume,
+                             hooks=hooks, resume_path=args.resume,
+                             checkpoint_every=checkpoint_every,
                              fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
         seconds = time.perf_counter() - start
     save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
-    last = [h for h in result.history if "d_loss" in h][-1]
+    last = result.losses[-1]
     # The time goes to stdout only: in a tracked output it would break byte-for-byte repro.
     done = train_cfg.steps - result.resumed_from
     print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "

@@ -46,8 +46,7 @@ def test_early_quality_override_sets_keys_and_names_the_sections():
 def test_malloc_ab_measures_the_timed_window_and_digests_the_weights():
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
     cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
-                      steps=1, log_every=1, device="cpu", eval_every=0, snapshot_every=0,
-                      checkpoint_every=0)
+                      steps=1, log_every=1, device="cpu", eval_every=0, snapshot_every=0)
     runs = [malloc_ab.measure(model, cfg, tiny_split(), window=3) for _ in range(2)]
     assert all(r["ms"] > 0 and r["faults"] >= 0 for r in runs)
     assert runs[0]["digest"] == runs[1]["digest"]  # same seed, same weights

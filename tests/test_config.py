@@ -5,7 +5,7 @@ from gan.config import (
     SECTIONS,
     DataConfig,
     TrainConfig,
-    build,
+    from_params,
     load_section,
     load_seed,
     read_params,
@@ -36,12 +36,12 @@ def test_config_is_frozen(params):
 def test_float_strings_read_as_floats(params, text):
     # PyYAML reads `1e-4` as a string, and so does what `dvc exp run -S train.lr=1e-7` writes.
     raw = dict(params["train"], lr=text)
-    assert build(TrainConfig, raw, "train").lr == pytest.approx(float(text))
+    assert from_params(TrainConfig, raw, "train").lr == pytest.approx(float(text))
 
 
 def test_betas_become_a_tuple(params):
     assert isinstance(params["train"]["betas"], list)  # YAML gives a list
-    betas = build(TrainConfig, params["train"], "train").betas
+    betas = from_params(TrainConfig, params["train"], "train").betas
     assert isinstance(betas, tuple) and betas == tuple(params["train"]["betas"]) == (0.0, 0.99)
 
 
@@ -75,13 +75,13 @@ def test_unknown_key_lists_the_allowed_ones(params):
     raw = dict(params["train"], learning_rate=0.1)
     with pytest.raises(ConfigError, match=r"^train\.learning_rate: unknown key, allowed keys: "
                                           r"loss, optimizer, lr, "):
-        build(TrainConfig, raw, "train")
+        from_params(TrainConfig, raw, "train")
 
 
 def test_missing_key_is_named(params):
     raw = {k: v for k, v in params["data"].items() if k != "dataset"}
     with pytest.raises(ConfigError, match=r"^data\.dataset: missing, expected a string$"):
-        build(DataConfig, raw, "data")
+        from_params(DataConfig, raw, "data")
 
 
 def test_missing_section_and_bad_seed():

@@ -52,7 +52,8 @@ def test_sigterm_to_dvc_repro_stops_train_and_the_next_run_resumes_exactly(tmp_p
     repo = tiny_project(tmp_path / "project")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     # Long enough to outlast the wait below by far were it left running as an orphan.
-    params["train"].update(steps=4000, checkpoint_every=100, log_every=100, eval_every=0)
+    params["train"].update(steps=4000, log_every=100, eval_every=0)
+    params["resume"].update(checkpoint_every=100)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     state = repo / ".resume" / "train.pt"
     dvc(repo, "repro", "classifier")

@@ -221,7 +221,7 @@ def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
 
 # --- the keys dvc.yaml leaves out because they cannot change an output --------------------
 
-def test_train_checkpoint_every_leaves_every_train_output_byte_identical(tmp_path, params):
+def test_checkpoint_every_leaves_every_train_output_byte_identical(tmp_path, params):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     torch.save(tiny_split(), prepared / "train.pt")
@@ -234,7 +234,7 @@ def test_train_checkpoint_every_leaves_every_train_output_byte_identical(tmp_pat
         out.mkdir()
         path = tmp_path / f"params_{every}.yaml"
         path.write_text(
-            yaml.safe_dump({**params, "train": {**params["train"], "checkpoint_every": every}}))
+            yaml.safe_dump({**params, "resume": {"checkpoint_every": every}}))
         runs[out] = subprocess.Popen(
             [sys.executable, "-m", "stages.train", "--params", str(path), "--data", str(prepared),
              "--checkpoint", str(out / "gan.pt"), "--log-dir", str(out / "live"),

@@ -19,6 +19,7 @@ from torch import nn
 
 from gan import cli, plots, sample, train
 from gan.config import ModelConfig, SampleConfig, TrainConfig, to_dict
+from gan.hooks import EvolutionSnapshots
 from gan.io import save_checkpoint
 
 from conftest import ROOT, VENV, shell_env, tiny_split
@@ -168,7 +169,7 @@ def test_evolution_snapshots_share_one_latent_batch_and_make_a_gif(tmp_path):
     (folder / "step_000002.png").write_bytes(b"kept: before the first snapshot (a resume)")
     (folder / "step_009999.png").write_bytes(b"stale: from another run")
     generator = FakeG()
-    hook = sample.evolution_hook(folder, 0, ModelConfig(arch="mlp", latent_dim=8, g_channels=4,
+    hook = EvolutionSnapshots(5, folder, 0, ModelConfig(arch="mlp", latent_dim=8, g_channels=4,
                                                         d_channels=4), 10)
     for step in (5, 10, 12):
         generator.weight.data.fill_(step / 20)  # "training" changes G between snapshots
@@ -193,7 +194,7 @@ def test_evolution_snapshots_come_back_from_their_state(tmp_path):
     and removes any other from the folder."""
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
     generator = FakeG()
-    before = sample.evolution_hook(tmp_path / "before", 0, model, 10)
+    before = EvolutionSnapshots(5, tmp_path / "before", 0, model, 10)
     for step in (5, 10):
         generator.weight.data.fill_(step / 20)
         before(step, generator)
@@ -202,7 +203,7 @@ def test_evolution_snapshots_come_back_from_their_state(tmp_path):
     folder = tmp_path / "after"
     folder.mkdir()
     (folder / "step_000015.png").write_bytes(b"from another run")
-    after = sample.evolution_hook(folder, 0, model, 10)
+    after = EvolutionSnapshots(5, folder, 0, model, 10)
     after.load_state_dict(state)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == state
     after(15, generator)

@@ -35,13 +35,15 @@ def params_module():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def make_setup(base: Path, params: dict, model: dict, train_keys: dict) -> Path:
+def make_setup(base: Path, params: dict, model: dict, train_keys: dict,
+               checkpoint_every: int) -> Path:
     prepared = base / "prepared"
     prepared.mkdir(parents=True)
     torch.save(tiny_split(256), prepared / "train.pt")
     params = yaml.safe_load(yaml.safe_dump(params))
     params["model"].update(model)
     params["train"].update(train_keys)
+    params["resume"]["checkpoint_every"] = checkpoint_every
     (base / "params.yaml").write_text(yaml.safe_dump(params))
     return base
 
@@ -50,9 +52,9 @@ def make_setup(base: Path, params: dict, model: dict, train_keys: dict) -> Path:
 def setup(tmp_path_factory, params_module):
     return make_setup(tmp_path_factory.mktemp("resume"), params_module,
                       dict(arch="dcgan", latent_dim=8, g_channels=8, d_channels=8),
-                      dict(steps=STEPS, log_every=10, batch_size=16, checkpoint_every=20,
-                           device="cpu", ema_decay=0.9, lr_decay="linear", eval_every=0,
-                           snapshot_every=15))
+                      dict(steps=STEPS, log_every=10, batch_size=16, device="cpu",
+                           ema_decay=0.9, lr_decay="linear", eval_every=0, snapshot_every=15),
+                      checkpoint_every=20)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +62,10 @@ def ddp_setup(tmp_path_factory, params_module):
     # mlp: its G has batch norm, whose running statistics differ from rank to rank
     return make_setup(tmp_path_factory.mktemp("resume-ddp"), params_module,
                       dict(arch="mlp", latent_dim=8),
-                      dict(steps=DDP_STEPS, log_every=5, batch_size=32, checkpoint_every=10,
-                           device="cpu", devices=2, ema_decay=0.9, lr_decay="linear",
-                           eval_every=0, snapshot_every=15))
+                      dict(steps=DDP_STEPS, log_every=5, batch_size=32, device="cpu",
+                           devices=2, ema_decay=0.9, lr_decay="linear", eval_every=0,
+                           snapshot_every=15),
+                      checkpoint_every=10)
 
 
 def command(base: Path, out: Path) -> list[str]:
@@ -293,12 +296,12 @@ def parts(cfg: TrainConfig, data: dict | None = None, extra: dict | None = None,
 
 
 def test_what_changes_the_fingerprint_and_what_does_not():
-    a = parts(TrainConfig(**BASE, checkpoint_every=5))
+    a = parts(TrainConfig(**BASE))
     assert a.keys() == {"params", "data", "device", "torch"}
     assert a["device"] == "cpu, fp32, contiguous, 1 process"
-    # Free: the checkpoint schedule, and settings that resolve to the same on this machine.
-    for same in (dict(checkpoint_every=9), dict(device="cpu"), dict(precision="fp32"),
-                 dict(memory_format="contiguous")):
+    # Free: settings that resolve to the same on this machine (the checkpoint schedule is
+    # resume.checkpoint_every, which the fingerprint never sees).
+    for same in (dict(device="cpu"), dict(precision="fp32"), dict(memory_format="contiguous")):
         assert parts(TrainConfig(**BASE, **same)) == a, same
     differs = {"params": parts(TrainConfig(**BASE, d_steps=2)),
                "device": parts(TrainConfig(**BASE, precision="bf16"))}
@@ -344,13 +347,12 @@ def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
 def test_diverged_weights_are_never_checkpointed(tmp_path):
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=8, d_channels=8)
     cfg = TrainConfig(loss="lsgan", optimizer="sgd", lr=1.0, betas=(0.0, 0.999),
-                      batch_size=16, steps=200, log_every=100, checkpoint_every=1,
-                      device="cpu")
+                      batch_size=16, steps=200, log_every=100, device="cpu")
     data = tiny_split()
     data["images"] = data["images"] * 1e30
     with pytest.raises(train.GanError, match="diverged"):
-        train.train(model, cfg, 0, data, resume_path=tmp_path / "r.pt", progress=False,
-                    say=lambda _: None)
+        train.train(model, cfg, 0, data, resume_path=tmp_path / "r.pt", checkpoint_every=1,
+                    progress=False, say=lambda _: None)
     if (tmp_path / "r.pt").exists():
         saved = torch.load(tmp_path / "r.pt", weights_only=False)
         assert all(torch.isfinite(v).all() for v in saved["generator"].values()

@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from gan import losses, models, runtime, sample, train
+from gan import checkpoint, losses, models, runtime, sample, state, train
 from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
+from gan.hooks import Every
 from gan.io import save_checkpoint
 
 from conftest import tiny_split
@@ -37,7 +38,7 @@ def test_periodic_hooks_see_the_generator_in_eval_mode():
     def hook(step, generator):
         seen.append((step, generator.training))
 
-    train.train(MODEL, train_cfg(steps=5), 0, tiny_split(), periodic=((2, hook),),
+    train.train(MODEL, train_cfg(steps=5), 0, tiny_split(), hooks=(Every(2, hook),),
                 progress=False)
     assert seen == [(2, False), (4, False), (5, False)]
 
@@ -69,7 +70,7 @@ def test_checkpoint_round_trip_rebuilds_the_generator(tmp_path):
     path = tmp_path / "ckpt" / "gan.pt"
     save_checkpoint(result.checkpoint, path)
     assert [p.name for p in path.parent.iterdir()] == ["gan.pt"]  # no temporary left
-    trained = sample.load_generator(path)
+    trained = checkpoint.load_generator(path)
     z = sample.fixed_latent(4, MODEL.latent_dim, seed=1)
     torch.testing.assert_close(sample.generate(trained.generator, z),
                                sample.generate(result.generator, z))
@@ -81,13 +82,13 @@ def test_checkpoint_round_trip_rebuilds_the_generator(tmp_path):
 
 def test_foreign_and_missing_checkpoints(tmp_path):
     with pytest.raises(GanError, match="checkpoint not found"):
-        sample.load_generator(tmp_path / "none.pt")
+        checkpoint.load_generator(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GanError, match="not a readable checkpoint"):
-        sample.load_generator(tmp_path / "junk.pt")
+        checkpoint.load_generator(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(GanError, match="not a checkpoint of this project"):
-        sample.load_generator(tmp_path / "other.pt")
+        checkpoint.load_generator(tmp_path / "other.pt")
 
 
 def test_checkpoint_whose_weights_do_not_fit_its_arch(tmp_path):
@@ -96,7 +97,7 @@ def test_checkpoint_whose_weights_do_not_fit_its_arch(tmp_path):
     ckpt["config"]["model"]["arch"] = "mlp"
     save_checkpoint(ckpt, tmp_path / "gan.pt")
     with pytest.raises(GanError, match="generator weights do not fit model.arch 'mlp'"):
-        sample.load_generator(tmp_path / "gan.pt")
+        checkpoint.load_generator(tmp_path / "gan.pt")
 
 
 def test_named_device_must_exist():
@@ -133,10 +134,10 @@ def test_ema_generator_is_returned_and_differs_from_the_raw_one(tmp_path):
     assert raw.keys() == ema.keys()
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
     save_checkpoint(ckpt, tmp_path / "gan.pt")
-    loaded = sample.load_generator(tmp_path / "gan.pt").generator
+    loaded = checkpoint.load_generator(tmp_path / "gan.pt").generator
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, ema[key])
-    raw_loaded = sample.load_generator(tmp_path / "gan.pt", prefer_ema=False).generator
+    raw_loaded = checkpoint.load_generator(tmp_path / "gan.pt", prefer_ema=False).generator
     for key, value in raw_loaded.state_dict().items():
         torch.testing.assert_close(value, raw[key])
 
@@ -306,7 +307,7 @@ def test_ema_batch_norm_statistics_are_those_of_the_ema_weights(model):
         seen.append(statistics_error(generator, model))
 
     result = train.train(model, train_cfg(ema_decay=0.9, steps=9), 0, tiny_split(),
-                         periodic=((4, hook),), progress=False)
+                         hooks=(Every(4, hook),), progress=False)
     assert len(seen) == 3  # steps 4, 8, 9
     assert max(seen) < 0.15, seen
     assert statistics_error(result.generator, model) < 0.15
@@ -319,7 +320,7 @@ def test_ema_statistics_pass_leaves_training_untouched():
     plain = train.train(MODEL, train_cfg(ema_decay=0.9, steps=6), 0, tiny_split(),
                         progress=False).checkpoint
     hooked = train.train(MODEL, train_cfg(ema_decay=0.9, steps=6), 0, tiny_split(),
-                         periodic=((1, lambda step, g: None),), progress=False).checkpoint
+                         hooks=(Every(1, lambda step, g: None),), progress=False).checkpoint
     for part in ("generator", "discriminator", "generator_ema"):
         for key, value in plain[part].items():
             assert torch.equal(value, hooked[part][key]), (part, key)
@@ -400,7 +401,7 @@ def test_r1_weight_adds_half_itself_times_the_penalty_to_d_loss(monkeypatch):
 
 
 def test_ema_warm_up_forgets_the_initial_weights_then_settles_at_the_decay():
-    update = train.ema_update(0.999)
+    update = state.ema_update(0.999)
     average, current = [torch.zeros(4)], [torch.ones(4)]
     for n in range(1, 500):  # AveragedModel copies the weights at n = 0, then calls this
         update(average, current, torch.tensor(n))
@@ -418,11 +419,11 @@ def test_ema_warmup_sets_how_fast_the_average_follows_early_on():
     # After n updates the rate is min(decay, (1 + n) / (warmup + n)).
     for warmup, n in ((25.0, 1), (25.0, 500), (50.0, 100)):
         average = [torch.zeros(3)]
-        train.ema_update(0.999, warmup)(average, [torch.ones(3)], torch.tensor(n))
+        state.ema_update(0.999, warmup)(average, [torch.ones(3)], torch.tensor(n))
         assert average[0][0].item() == pytest.approx(1 - (1 + n) / (warmup + n), rel=1e-5)
     # Past n = 1000 * (warmup - 1) the decay caps it.
     capped = [torch.zeros(3)]
-    train.ema_update(0.999, 25.0)(capped, [torch.ones(3)], torch.tensor(30_000))
+    state.ema_update(0.999, 25.0)(capped, [torch.ones(3)], torch.tensor(30_000))
     assert capped[0][0].item() == pytest.approx(0.001, rel=1e-4)
 
 

@@ -8,6 +8,7 @@ used only when ``model.conditional`` is true; then they are required.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -15,11 +16,18 @@ from torch import nn
 from gan.config import ModelConfig, choose
 from gan.models import blocks, dcgan, mlp, resize_conv
 
-# name -> (generator class, discriminator class); each takes (cfg, image_shape, num_classes).
-ARCHS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    "mlp": (mlp.Generator, mlp.Discriminator),
-    "dcgan": (dcgan.Generator, dcgan.Discriminator),
-    "resize_conv": (resize_conv.Generator, resize_conv.Discriminator),
+
+class Arch(NamedTuple):
+    """An architecture's two classes; each takes (cfg, image_shape, num_classes)."""
+
+    generator: type[nn.Module]
+    discriminator: type[nn.Module]
+
+
+ARCHS: dict[str, Arch] = {
+    "mlp": Arch(mlp.Generator, mlp.Discriminator),
+    "dcgan": Arch(dcgan.Generator, dcgan.Discriminator),
+    "resize_conv": Arch(resize_conv.Generator, resize_conv.Discriminator),
 }
 # arch -> its image size check (raises ConfigError); the mlp takes any size.
 LADDERS: dict[str, Callable[[int], tuple[int, int]]] = {
@@ -48,9 +56,9 @@ def init_weights(module: nn.Module) -> None:
 def build(cfg: ModelConfig, image_shape: tuple[int, int, int],
           num_classes: int = 10) -> tuple[nn.Module, nn.Module]:
     """A freshly initialised generator and discriminator for images of ``image_shape``."""
-    g_cls, d_cls = choose(ARCHS, "model.arch", cfg.arch)
-    generator = g_cls(cfg, image_shape, num_classes)
-    discriminator = d_cls(cfg, image_shape, num_classes)
+    arch = choose(ARCHS, "model.arch", cfg.arch)
+    generator = arch.generator(cfg, image_shape, num_classes)
+    discriminator = arch.discriminator(cfg, image_shape, num_classes)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     if cfg.spectral_norm:
@@ -95,5 +103,5 @@ def latent_noise(kind: str, n: int, latent_dim: int, device: torch.device | None
     return choose(NOISES, "model.noise", kind)((n, latent_dim), device, generator)
 
 
-__all__ = ["ARCHS", "LADDERS", "NOISES", "build", "init_weights", "latent_noise",
+__all__ = ["ARCHS", "Arch", "LADDERS", "NOISES", "build", "init_weights", "latent_noise",
            "standing_statistics"]
