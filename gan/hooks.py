@@ -9,6 +9,7 @@ must survive a resume is also ``Stateful``.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Any, Protocol, runtime_checkable
 from torch import nn
 
 from gan.config import ModelConfig
+from gan.errors import GanError
 from gan.io import write_atomic
 from gan.sample import fixed_latent, generate, grid_labels, to_grid_image
 
 # Grids of the training snapshots: the train stage reads no sample.* params, so its fixed
 # batch is set here (seeded by the run's seed).
 EVOLUTION_N = 64
+# The names of the snapshots, the only files a restored state may write.
+SNAPSHOT_NAME = re.compile(r"step_\d{6,}\.png")
 
 
 @runtime_checkable
@@ -104,7 +108,17 @@ class EvolutionSnapshots:
         return dict(self.files)
 
     def load_state_dict(self, files: dict[str, bytes]) -> None:
-        """Make the folder hold exactly the snapshots ``files`` ({file name: PNG bytes})."""
+        """Make the folder hold exactly the snapshots ``files`` ({file name: PNG bytes}).
+
+        The names come from a file: only names this hook writes are taken, so a state that
+        names ``../x.png`` cannot write outside the folder.
+        """
+        bad = [name for name, blob in files.items()
+               if not (isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name))
+               or not isinstance(blob, bytes)]
+        if bad:
+            raise GanError(f"{self.folder}: the saved state names a snapshot {bad[0]!r}; "
+                           f"only step_NNNNNN.png files inside the folder are written")
         self._remove_stale(lambda p: p.name in files)
         for name, blob in files.items():
             write_atomic(self.folder / name, lambda handle, blob=blob: handle.write(blob))

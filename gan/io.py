@@ -115,6 +115,20 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+def check_writable(folder: Path) -> None:
+    """Make ``folder`` and write a file in it, or raise one GanError naming the folder: a
+    stage that finds out at its end that it cannot save has wasted the work before."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".probe.{os.getpid()}.",
+                                     suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise (write_error(folder, exc) or exc) from None
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path``, fsync it, then rename it.
 
@@ -182,20 +196,21 @@ def check_integrity(path: Path, kind: str) -> None:
                        f"changed after it was written)")
 
 
-def read_checkpoint(path: Path, fmt: int, kind: str = "checkpoint", missing: str = "",
-                    weights_only: bool = True) -> dict[str, Any]:
+def read_checkpoint(path: Path, fmt: int, kind: str = "checkpoint",
+                    missing: str = "") -> dict[str, Any]:
     """A file ``save_checkpoint`` wrote whose "format" is ``fmt``, with one GanError naming
     the file otherwise.
 
-    ``missing`` is appended to the not-found message (what to run); ``weights_only=False``
-    is for this project's own resume states, which hold Python and NumPy RNG states.
+    ``missing`` is appended to the not-found message (what to run). Every file of the
+    project, resume states included, holds only tensors and plain Python values, and is
+    loaded with ``weights_only=True``: a pickle that would run code is refused.
     """
     path = Path(path)
     if not path.is_file():
         raise GanError(f"{path}: {kind} not found{missing}")
     check_integrity(path, kind)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise GanError(f"{path}: not a readable {kind} ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:

@@ -95,10 +95,15 @@ def set_deterministic(on: bool) -> None:
 
 
 def rng_state(noise_gen: torch.Generator) -> dict[str, Any]:
-    """Every RNG a run draws from: Python, NumPy, torch's CPU and CUDA ones, and its noise."""
+    """Every RNG a run draws from: Python, NumPy, torch's CPU and CUDA ones, and its noise.
+
+    Plain tuples, lists and tensors only, so that a saved state loads with
+    ``torch.load(weights_only=True)``: NumPy's key array is kept as a list of ints.
+    """
+    name, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, keys.tolist(), position, has_gauss, cached),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "noise": noise_gen.get_state(),
@@ -107,7 +112,8 @@ def rng_state(noise_gen: torch.Generator) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], noise_gen: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -185,7 +185,8 @@ def _load_resume(path: Path, parts: dict[str, str], world: int,
                  say: Callable[[str], None]) -> dict | None:
     """The saved state at ``path`` if this very run made it, else None (and one line why)."""
     try:
-        saved = read_checkpoint(path, checkpoint.FORMAT, weights_only=False)
+        # As data, never as code: a crafted pickle cannot run anything here.
+        saved = read_checkpoint(path, checkpoint.FORMAT)
     except GanError as exc:
         say(f"train: ignoring {path}: {str(exc).split(': ', 1)[-1]}; starting from step 0")
         return None

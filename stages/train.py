@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import classifier, data, metrics, runtime, train, validate
+from gan import classifier, data, io, metrics, runtime, train, validate
 from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
 from gan.hooks import Every, EvolutionSnapshots
@@ -93,6 +93,16 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
 
 
 def fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
+    for folder in (args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution):
+        if folder is not None:
+            io.check_writable(folder)
+    # One trainer per state: a second one (a stray process, a second dvc repro) would
+    # interleave its steps with the first's in the same log and state.
+    with io.exclusive(args.resume, "a train stage"):
+        _fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every)
+
+
+def _fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
     train_data = data.load_prepared(args.data, "train")
     hooks = []
     if args.evolution and train_cfg.snapshot_every:

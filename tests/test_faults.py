@@ -276,3 +276,90 @@ def test_a_stage_whose_launcher_dies_is_stopped_by_sigterm(tmp_path):
         time.sleep(0.1)
     assert not running(child), "the orphaned stage still runs"
     assert out.read_text() == "started\nstopped\n"
+
+
+# --- saved states are data -----------------------------------------------------------------
+
+class RunsCode:
+    """Unpickling this calls os.system: what a crafted state file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2):
+    from gan import train
+    from gan.config import ModelConfig, TrainConfig
+
+    from conftest import tiny_split
+    model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
+    cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8,
+                      steps=steps, log_every=1, device="cpu")
+    return train.train(model, cfg, 0, tiny_split(16), resume_path=resume, progress=False,
+                       say=lines.append)
+
+
+def test_a_crafted_pickle_in_the_resume_state_runs_nothing(tmp_path):
+    marker = tmp_path / "code-ran"
+    resume = tmp_path / "train.pt"
+    torch.save({"format": 1, "payload": RunsCode(marker)}, resume)
+    lines: list[str] = []
+    result = tiny_run(tmp_path, resume, lines)
+    assert not marker.exists()
+    assert result.resumed_from == 0
+    assert len(lines) == 1 and lines[0].startswith(f"train: ignoring {resume}: not a readable "
+                                                   "checkpoint (UnpicklingError")
+
+
+def test_a_state_naming_a_snapshot_outside_its_folder_is_refused(tmp_path):
+    from gan.config import ModelConfig
+    from gan.hooks import EvolutionSnapshots
+
+    hook = EvolutionSnapshots(5, tmp_path / "evolution", 0,
+                              ModelConfig(arch="mlp", latent_dim=8, g_channels=4,
+                                          d_channels=4), 10)
+    for name in ("../../escaped.png", "/tmp/escaped.png", "step_000005.png/../x.png"):
+        with pytest.raises(GanError, match="the saved state names a snapshot"):
+            hook.load_state_dict({"step_000005.png": b"png", name: b"png"})
+    assert not (tmp_path / "escaped.png").exists()
+    assert list((tmp_path / "evolution").iterdir()) == []
+    hook.load_state_dict({"step_000005.png": b"png"})
+    assert (tmp_path / "evolution" / "step_000005.png").read_bytes() == b"png"
+
+
+def test_a_flipped_byte_in_the_resume_state_starts_afresh_with_one_line(tmp_path):
+    resume = tmp_path / "train.pt"
+    first = tiny_run(tmp_path, None, [], steps=2)
+    io.save_checkpoint(first.state, resume)
+    flip_middle_byte(resume)
+    lines: list[str] = []
+    assert tiny_run(tmp_path, resume, lines, steps=3).resumed_from == 0
+    assert len(lines) == 1 and "corrupt checkpoint: record " in lines[0] and \
+        lines[0].endswith("; starting from step 0")
+
+
+def test_a_second_train_stage_on_the_same_state_refuses_with_one_line(tmp_path):
+    resume = tmp_path / ".resume" / "train.pt"
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    with io.exclusive(resume, "a train stage"):
+        proc = run_stage("train", "--params", str(params), "--data", str(tmp_path / "d"),
+                         "--checkpoint", str(tmp_path / "g.pt"), "--log-dir",
+                         str(tmp_path / "log"), "--resume", str(resume))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: {resume}: a train stage is already running on it "
+                           f"(process {os.getpid()}); wait for it to finish or stop it\n")
+
+
+def test_the_train_stage_refuses_a_read_only_output_before_training(mount, tmp_path):
+    folder = mount("ro,size=64k")
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    proc = run_stage("train", "--params", str(params), "--data", str(tmp_path / "d"),
+                     "--checkpoint", str(folder / "gan.pt"), "--log-dir", str(tmp_path / "l"),
+                     "--resume", str(tmp_path / "r" / "train.pt"))
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {folder}: cannot write it: read-only file system\n"
