@@ -29,6 +29,43 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _files(folder: Path) -> list[Path]:
+    """Every visible file under ``folder``, sorted, or one GanError for a name or a link
+    that cannot be data here.
+
+    A name must be UTF-8 (it is written to the manifest and hashed for the split). A link
+    to a file inside the folder is followed; a link that leaves the folder, points to a
+    folder (a class folder must be a real one), or leads nowhere (broken, or a loop) is
+    refused: followed, it would copy files the folder does not hold into the project.
+    """
+    root = folder.resolve()
+    files = []
+    for path in folder.rglob("*"):
+        if not _visible(path, folder):
+            continue
+        rel = path.relative_to(folder).as_posix()
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GanError(f"data.path: {ascii(rel)}: a file name that is not UTF-8; rename "
+                           f"it") from None
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                raise GanError(f"{path}: a link that leads nowhere (broken, or a loop); "
+                               f"remove it") from None
+            if target.is_dir():
+                raise GanError(f"{path}: a link to a folder; put the images in a real folder "
+                               f"(links are followed only to files inside data.path)")
+            if not target.is_relative_to(root):
+                raise GanError(f"{path}: a link to {target}, outside data.path; copy the "
+                               f"file in instead")
+        if path.is_file():
+            files.append(path)
+    return sorted(files)
+
+
 def scan(folder: Path) -> tuple[list[str], dict[str, list[Path]], list[Path]]:
     """(class names, {class: image paths}, skipped non-image files) of ``folder``.
 
@@ -38,7 +75,7 @@ def scan(folder: Path) -> tuple[list[str], dict[str, list[Path]], list[Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise GanError(f"data.path: folder {str(folder)!r} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p, folder))
+    files = _files(folder)
     images = [p for p in files if p.suffix.lower() in EXTENSIONS]
     skipped = [p for p in files if p.suffix.lower() not in EXTENSIONS]
     if not images:
@@ -64,9 +101,28 @@ def _open(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image
+    except Image.DecompressionBombError:
+        raise GanError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, which Pillow "
+                       f"refuses to decode (a decompression bomb?); shrink it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise GanError(f"{path}: not a readable PNG/JPEG image ({type(exc).__name__}: "
                        f"{exc})") from None
+
+
+def _convert(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` in ``mode`` (L or RGB), 16-bit grayscale scaled to 8 bits.
+
+    Pillow opens a 16-bit grayscale PNG in mode I;16 (or I), and its convert("L") clips
+    every value above 255 to white: mid-grey 32768 became 255. Scaled instead, v -> v *
+    255 / 65535 rounded (32768 -> 128, 65535 -> 255). 16-bit RGB PNGs open as 8-bit RGB.
+    """
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.int64)
+        if wide.min() < 0 or wide.max() > 65535:
+            raise GanError(f"{getattr(image, 'filename', 'an image')}: integer pixels outside "
+                           f"0 to 65535; save it as an 8- or 16-bit PNG")
+        image = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    return image.convert(mode)
 
 
 def download(folder: str | None, out_dir: Path) -> dict[str, str]:
@@ -164,7 +220,7 @@ def load(raw_dir: Path, image_size: int, channels: int | None
                                                              "test": ([], [])}
     for rel, path in paths.items():
         # Crop the centre to a square, then resize, as torchvision's Resize + CenterCrop.
-        image = ImageOps.fit(_open(path).convert(mode), (image_size, image_size),
+        image = ImageOps.fit(_convert(_open(path), mode), (image_size, image_size),
                              Image.Resampling.LANCZOS)
         arrays, labels = splits["test" if rel in test else "train"]
         arrays.append(np.asarray(image, dtype=np.uint8))
@@ -180,14 +236,13 @@ def read_images(folder: Path, image_size: int, channels: int) -> tuple[np.ndarra
     folder = Path(folder)
     if not folder.is_dir():
         raise GanError(f"{folder}: not a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)
-                   and p.suffix.lower() in EXTENSIONS)
+    paths = [p for p in _files(folder) if p.suffix.lower() in EXTENSIONS]
     if not paths:
         raise GanError(f"{folder}: no PNG or JPEG images in it")
     mode = {1: "L", 3: "RGB"}[channels]
     arrays = []
     for path in paths:
-        image = _open(path).convert(mode)
+        image = _convert(_open(path), mode)
         if image.size != (image_size, image_size):  # samples of the judge's size stay as is
             image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
         arrays.append(np.asarray(image, dtype=np.uint8))

@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
-from gan import cli, data, io
+from gan import cli, data, image_folder, io
 from gan.config import load_section, read_params
 from gan.errors import GanError
 
@@ -363,3 +365,93 @@ def test_the_train_stage_refuses_a_read_only_output_before_training(mount, tmp_p
                      "--resume", str(tmp_path / "r" / "train.pt"))
     assert proc.returncode == 2
     assert proc.stderr == f"error: {folder}: cannot write it: read-only file system\n"
+
+
+# --- hostile image folders -------------------------------------------------------------------
+
+def gray_pngs(folder: Path, values: list[int], bits: int = 8) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, value in enumerate(values):
+        pixels = np.full((6, 6), value, dtype=np.uint16 if bits == 16 else np.uint8)
+        Image.fromarray(pixels).save(folder / f"g{i:02d}.png")
+    return folder
+
+
+def test_16_bit_grayscale_pngs_are_scaled_to_8_bits(tmp_path):
+    values = [0, 257, 32768, 40000, 65535, 1000, 2000, 3000, 4000, 5000, 6000, 7000]
+    folder = gray_pngs(tmp_path / "wide", values, bits=16)
+    assert Image.open(folder / "g02.png").mode.startswith("I")  # really 16-bit on disk
+    images, paths = image_folder.read_images(folder, 6, 1)
+    got = {p.name: int(img[0, 0]) for p, img in zip(paths, images, strict=True)}
+    expected = {f"g{i:02d}.png": round(v * 255 / 65535) for i, v in enumerate(values)}
+    assert got == expected  # 32768 -> 128, not the 255 of Pillow's convert("L")
+    assert got["g02.png"] == 128 and got["g04.png"] == 255 and got["g01.png"] == 1
+    data.download("image_folder", tmp_path / "raw", path=str(folder))
+    splits, _, channels = image_folder.load(tmp_path / "raw", 6, None)
+    assert channels == 1
+    assert sorted(int(x[0, 0]) for x in np.concatenate([s[0] for s in splits.values()])) == \
+        sorted(expected.values())
+
+
+def test_16_bit_rgb_pngs_keep_their_colour(tmp_path):
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))
+
+    # A 2 x 2 16-bit RGB PNG written byte by byte, each row (65535, 32768, 0), (257, 514, 771)
+    rows = (b"\x00" + bytes.fromhex("ffff" "8000" "0000" "0101" "0202" "0303")) * 2
+    size = (2).to_bytes(4, "big")
+    blob = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", size + size + bytes([16, 2, 0, 0, 0]))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    folder = tmp_path / "rgb16"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(blob)
+    images, _ = image_folder.read_images(folder, 2, 3)
+    # Pillow reads the high byte of each 16-bit sample, a truncation within one level
+    np.testing.assert_allclose(images[0].astype(int), [[[255, 128, 0], [1, 2, 3]]] * 2, atol=1)
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path, monkeypatch):
+    folder = gray_pngs(tmp_path / "bomb", [10, 20, 30])
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(folder / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 is then over twice it
+    with pytest.raises(GanError, match=r"big.png: over 2,000 pixels, which Pillow refuses"):
+        data.download("image_folder", tmp_path / "raw", path=str(folder))
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_one_line(tmp_path):
+    folder = gray_pngs(tmp_path / "names", [10, 20, 30])
+    os.rename(folder / "g00.png", os.path.join(os.fsencode(folder), b"\xff\xfe.png"))
+    with pytest.raises(GanError, match=r"a file name that is not UTF-8; rename it"):
+        data.download("image_folder", tmp_path / "raw", path=str(folder))
+
+
+@pytest.mark.parametrize("link,message", [
+    ("outside", "outside data.path; copy the file in instead"),
+    ("folder", "a link to a folder"),
+    ("loop", "a link that leads nowhere"),
+    ("broken", "a link that leads nowhere"),
+])
+def test_links_that_leave_the_folder_or_lead_nowhere_are_one_line(tmp_path, link, message):
+    folder = gray_pngs(tmp_path / "linked" / "a", [10, 20, 30]).parent
+    gray_pngs(folder / "b", [40, 50])
+    elsewhere = gray_pngs(tmp_path / "elsewhere", [60])
+    target = {"outside": elsewhere / "g00.png", "folder": elsewhere,
+              "loop": folder / "a" / "x.png", "broken": folder / "gone.png"}[link]
+    (folder / "a" / "x.png").symlink_to(target)
+    with pytest.raises(GanError, match=message):
+        data.download("image_folder", tmp_path / "raw", path=str(folder))
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_link_to_a_file_inside_the_folder_is_followed(tmp_path):
+    folder = gray_pngs(tmp_path / "inside" / "a", [10, 20, 30]).parent
+    gray_pngs(folder / "b", [40, 50])
+    (folder / "a" / "again.png").symlink_to(folder / "b" / "g00.png")
+    data.download("image_folder", tmp_path / "raw", path=str(folder))
+    copied = tmp_path / "raw" / "images" / "a" / "again.png"
+    assert not copied.is_symlink() and copied.read_bytes() == \
+        (folder / "b" / "g00.png").read_bytes()
