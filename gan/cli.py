@@ -147,14 +147,19 @@ def score_command(args: argparse.Namespace) -> str:
     judge, judge_cfg = classifier.load_classifier(args.classifier)
     channels, size, _ = judge_cfg["image_shape"]
     pixels, _paths = image_folder.read_images(args.folder, size, channels)
-    if pixels.shape[0] < 2:
-        raise GanError(f"{args.folder}: holds 1 image; scores need at least 2")
+    if pixels.shape[0] < metrics.MIN_SAMPLES:
+        raise GanError(f"{args.folder}: holds {pixels.shape[0]} images; the scores need at "
+                       f"least {metrics.MIN_SAMPLES}")
     images = data.to_unit_range(pixels, size)
     test_data = data.load_prepared(args.data, "test")
     train_data = data.load_prepared(args.data, "train")
     classifier.check_compatible(judge_cfg, args.classifier, test_images=(
         test_data["images"].shape[1:], test_data["classes"]))
     judge = judge.to(runtime.select_device("auto"))
+    metrics.check_test_split(test_data["images"].shape[0], args.data / "test.pt")
+    warning = metrics.small_split_warning(test_data["images"].shape[0])
+    if warning:
+        print(warning, file=sys.stderr)
     scores = metrics.score_images(images, None, judge, train_data, test_data, cfg)
     scores = {"n_samples": images.shape[0], **scores}
     if args.json:  # rounded and keyed as the evaluate stage writes metrics/eval.json

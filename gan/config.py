@@ -133,7 +133,7 @@ class ClassifierConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
-    n_samples: int = _opt(10000, min=2)
+    n_samples: int = _opt(10000, min=4)  # gan.metrics.MIN_SAMPLES: k-NN needs k + 1
     seed: int = _opt(0, min=0)
     batch_size: int = _opt(500, min=1, max=65536)
     train_fid_samples: int = _opt(2000, min=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,6 +31,27 @@ from gan.sample import fixed_latent, generate, grid_labels
 KID_SUBSETS = 20
 KID_SUBSET_SIZE = 1000
 PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
+MIN_SAMPLES = PR_NEIGHBOURS + 1  # each point needs k others; evaluate.n_samples' minimum
+# Below this many test images FID and KID are still far from their large-sample values (FID
+# is biased by about 1/N, Chong & Forsyth 2020) and below 128 (the features' width) FID's
+# covariance is singular; the scores are then only comparable on the same split.
+RELIABLE_TEST_IMAGES = 1000
+
+
+def check_test_split(n_test: int, where: Path) -> None:
+    """Refuse a test split too small for the k-NN scores, naming its file."""
+    if n_test < MIN_SAMPLES:
+        raise GanError(f"{where}: the test split holds {n_test} images; scoring needs at "
+                       f"least {MIN_SAMPLES}")
+
+
+def small_split_warning(n_test: int) -> str | None:
+    """A one-line warning when the test split is too small to score against, else None."""
+    if n_test >= RELIABLE_TEST_IMAGES:
+        return None
+    return (f"warning: the test split holds {n_test} images; FID, KID, precision and recall "
+            f"from fewer than {RELIABLE_TEST_IMAGES} are biased and noisy: compare them only "
+            f"with scores on the same split")
 
 
 def seeded_samples(generator: nn.Module, n: int, model: ModelConfig, num_classes: int, seed: int,

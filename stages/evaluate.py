@@ -29,6 +29,10 @@ def main() -> None:
         generated_images=(trained.image_shape, trained.classes),
         test_images=(test_data["images"].shape[1:], test_data["classes"]))
 
+    metrics.check_test_split(test_data["images"].shape[0], args.data / "test.pt")
+    warning = metrics.small_split_warning(test_data["images"].shape[0])
+    if warning:
+        print(warning)
     start = time.perf_counter()
     scores = metrics.evaluate(trained, judge.to(device),
                               data.load_prepared(args.data, "train"), test_data, cfg)

@@ -455,3 +455,30 @@ def test_a_link_to_a_file_inside_the_folder_is_followed(tmp_path):
     copied = tmp_path / "raw" / "images" / "a" / "again.png"
     assert not copied.is_symlink() and copied.read_bytes() == \
         (folder / "b" / "g00.png").read_bytes()
+
+
+# --- scoring needs enough images --------------------------------------------------------------
+
+def test_evaluate_n_samples_below_what_the_scores_need_is_refused_by_name():
+    from gan import metrics
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"]["n_samples"] = metrics.MIN_SAMPLES - 1
+    with pytest.raises(GanError, match=rf"^evaluate.n_samples: got {metrics.MIN_SAMPLES - 1}, "
+                                       rf"must be at least {metrics.MIN_SAMPLES}$"):
+        load_section(params, "evaluate")
+    params["evaluate"]["n_samples"] = metrics.MIN_SAMPLES
+    assert load_section(params, "evaluate").n_samples == metrics.MIN_SAMPLES
+    # and that many really can be scored: every point of the k-NN has its k neighbours
+    assert metrics.knn_radii(torch.randn(metrics.MIN_SAMPLES, 8)).shape == (metrics.MIN_SAMPLES,)
+
+
+def test_a_small_test_split_is_warned_about_and_a_tiny_one_refused(tmp_path):
+    from gan import metrics
+
+    assert metrics.small_split_warning(metrics.RELIABLE_TEST_IMAGES) is None
+    warning = metrics.small_split_warning(5)
+    assert warning.startswith("warning: the test split holds 5 images; FID, KID, precision")
+    with pytest.raises(GanError, match=rf"^{tmp_path}/test.pt: the test split holds 3 images"):
+        metrics.check_test_split(3, tmp_path / "test.pt")
+    metrics.check_test_split(4, tmp_path / "test.pt")
