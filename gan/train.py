@@ -124,7 +124,7 @@ def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig, data:
         "params": _digest([seed, to_dict(model_cfg), train_dict]),
         "data": data_digest.hexdigest(),
         "device": f"{where.device.type}, {where.precision}, {layout}, {processes}",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is no weights_only type
     }
     for name, value in (extra or {}).items():
         digest = _digest(value)

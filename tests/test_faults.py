@@ -292,7 +292,8 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2):
+def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2,
+             checkpoint_every: int = 500):
     from gan import train
     from gan.config import ModelConfig, TrainConfig
 
@@ -301,7 +302,7 @@ def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2):
     cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8,
                       steps=steps, log_every=1, device="cpu")
     return train.train(model, cfg, 0, tiny_split(16), resume_path=resume, progress=False,
-                       say=lines.append)
+                       say=lines.append, checkpoint_every=checkpoint_every)
 
 
 def test_a_crafted_pickle_in_the_resume_state_runs_nothing(tmp_path):
@@ -482,3 +483,17 @@ def test_a_small_test_split_is_warned_about_and_a_tiny_one_refused(tmp_path):
     with pytest.raises(GanError, match=rf"^{tmp_path}/test.pt: the test split holds 3 images"):
         metrics.check_test_split(3, tmp_path / "test.pt")
     metrics.check_test_split(4, tmp_path / "test.pt")
+
+
+def test_a_real_state_loads_as_data_and_resumes(tmp_path):
+    """Every value a run saves is of a type weights_only=True accepts (torch's version
+    string was a TorchVersion, which it does not), so an honest state resumes."""
+    resume = tmp_path / "train.pt"
+    whole = tiny_run(tmp_path, resume, [], steps=3, checkpoint_every=2)  # saves step 2
+    assert torch.load(resume, weights_only=True)["step"] == 2
+    lines: list[str] = []
+    resumed = tiny_run(tmp_path, resume, lines, steps=3, checkpoint_every=2)
+    assert lines == [f"train: resuming from step 2 of 3 ({resume})"]
+    assert resumed.resumed_from == 2
+    for name, value in whole.checkpoint["generator"].items():
+        assert torch.equal(resumed.checkpoint["generator"][name], value), name

@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from gan import classifier, data, export_folder, metrics, sample
+from gan import checkpoint, classifier, data, export_folder, metrics, sample
 from gan.config import ClassifierConfig, EvaluateConfig
 
 from conftest import FASHION_MIRROR, VENV, shell_env, tiny_project, tiny_split
@@ -226,7 +226,7 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
     written = json.loads((repo / "metrics" / "eval.json").read_text())
     assert list(got) == sorted(written)  # the same keys
 
-    trained = sample.load_generator(repo / "models" / "gan.pt")
+    trained = checkpoint.load_generator(repo / "models" / "gan.pt")
     test_data = data.load_prepared(repo / "data" / "prepared", "test")
     images, _ = metrics.generate(trained.generator, n, trained.model,
                                  len(test_data["classes"]), seed, cfg["batch_size"])
@@ -276,7 +276,7 @@ def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
     assert ran(out, "train") and ran(out, "evaluate"), out
     prepared = json.loads((repo / "metrics" / "data.json").read_text())
     assert prepared["image_size"] == 64 and prepared["train"]["channels"] == 3
-    trained = sample.load_generator(repo / "models" / "gan.pt")
+    trained = checkpoint.load_generator(repo / "models" / "gan.pt")
     assert trained.image_shape == (3, 64, 64)
     with Image.open(repo / "outputs" / "samples.png") as grid:
         assert grid.mode == "RGB"
