@@ -228,8 +228,8 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
 
     trained = checkpoint.load_generator(repo / "models" / "gan.pt")
     test_data = data.load_prepared(repo / "data" / "prepared", "test")
-    images, _ = metrics.generate(trained.generator, n, trained.model,
-                                 len(test_data["classes"]), seed, cfg["batch_size"])
+    images, _ = metrics.seeded_samples(trained.generator, n, trained.model,
+                                       len(test_data["classes"]), seed, cfg["batch_size"])
     pixels = np.stack([np.asarray(sample.to_grid_image(x[None], nrow=1, padding=0))
                        for x in images])
     judge, _ = classifier.load_classifier(repo / "models" / "classifier.pt")
