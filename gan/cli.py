@@ -5,6 +5,7 @@ of any folder of images, as the evaluate stage scores samples.
     gan-sample walk   models/gan.pt -o walk.png   [--n 4] [--steps 10] [--method auto]
     gan-sample images models/gan.pt -o folder/    [--n 16]
     gan-score FOLDER [--classifier models/classifier.pt] [--data data/prepared] [--json]
+                     [--nearest pairs.png]
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ MAX_STEPS = 256
 
 SCORE_USAGE = """Score the PNG/JPEG images of FOLDER (any depth) as the evaluate stage scores
 samples: in the judge's features, against the prepared test split, with N real training
-images as the floor (keys ending in _real), N being the folder's image count. Images are
-converted to the judge's channels and fitted to its size; evaluate.seed and
-evaluate.batch_size come from --params when that file exists."""
+images as the floor (keys ending in _real; memorised's floor is the test split's own
+share), N being the folder's image count. Images are converted to the judge's channels and
+fitted to its size; evaluate.seed and evaluate.batch_size come from --params when that file
+exists."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,6 +135,11 @@ def _score_parser() -> argparse.ArgumentParser:
                         "params.yaml; absent: their defaults)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with metrics/eval.json's keys")
+    p.add_argument("--nearest", type=Path, default=None, metavar="PNG",
+                   help="also write the folder's images closest to a training image above "
+                        "those training images (as outputs/pictures/nearest_train.png)")
+    p.add_argument("--pairs", type=int, default=12,
+                   help="--nearest: pairs in the picture (default 12)")
     return p
 
 
@@ -160,12 +167,31 @@ def score_command(args: argparse.Namespace) -> str:
     warning = metrics.small_split_warning(test_data["images"].shape[0])
     if warning:
         print(warning, file=sys.stderr)
+    if args.nearest is not None:
+        _check_png_path(args.nearest)
+        if not 1 <= args.pairs <= 64:
+            raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
     scores = metrics.score_images(images, None, judge, train_data, test_data, cfg)
     scores = {"n_samples": images.shape[0], **scores}
+    if args.nearest is not None:
+        from gan import plots
+        pairs = metrics.closest_pairs(judge, images, train_data["images"],
+                                      min(args.pairs, images.shape[0]), cfg.batch_size)
+        plots.save_figure(plots.nearest_figure(
+            images[pairs["samples"]], train_data["images"][pairs["train"]], pairs["distance"],
+            pairs["copies"], images.shape[0]), args.nearest)
+        print(f"gan-score: the {len(pairs['samples'])} images closest to a training image "
+              f"-> {args.nearest}", file=sys.stderr)
     if args.json:  # rounded and keyed as the evaluate stage writes metrics/eval.json
         return json.dumps({k: round(v, 6) for k, v in sorted(scores.items())})
     width = max(map(len, scores))
     return "\n".join(f"{name:<{width}}  {value:.6g}" for name, value in scores.items())
+
+
+def _check_png_path(path: Path) -> None:
+    """Refuse an output PNG path that names a folder."""
+    if path.is_dir():
+        raise GanError(f"{path}: is a folder; --nearest writes one PNG, name a file")
 
 
 def score_main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,11 @@
 
 Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
 bounds), ``gt`` (exclusive lower bound) and ``help`` (the text a bad value is told).
-A key that names an entry of a registry (``model.arch``, ``train.loss``, ...) is checked
-against that registry where it is looked up (``choose``), so its names are written once;
-``gan.validate`` looks every one up before a run starts.
+A key added after runs were recorded carries ``recorded_when_off=False``: at its default
+(or off) it is left out of what checkpoints record (``to_record``), so the committed runs
+keep their bytes. A key that names an entry of a registry (``model.arch``, ``train.loss``,
+...) is checked against that registry where it is looked up (``choose``), so its names are
+written once; ``gan.validate`` looks every one up before a run starts.
 """
 
 from __future__ import annotations
@@ -94,6 +96,11 @@ class TrainConfig:
     memory_format: str = _opt("auto", choices=MEMORY_FORMATS)
     compile: bool = _opt(False)
     devices: int = _opt(1, min=1, max=1024)
+    # machines of one run, each running train.devices processes; > 1: rendezvous at
+    # $GAN_RDZV_ENDPOINT (stages/train.py)
+    nodes: int = _opt(1, min=1, max=1024, recorded_when_off=False)
+    # gan.augment.POLICIES, in the order applied; null or []: off
+    augment: tuple[str, ...] | None = _opt(None, recorded_when_off=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +108,8 @@ class ResumeConfig:
     """How often training saves its resumable state: no output depends on it."""
 
     checkpoint_every: int = _opt(500, min=0)
+    store: str = _opt("auto")  # gan.store.folder: auto | off | a folder
+    store_keep: int = _opt(20, min=1, max=100000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +123,8 @@ class SampleConfig:
     real_vs_fake: int = _opt(32, min=1, max=512)
     per_class: int = _opt(8, min=1, max=64)
     gif_frame_ms: int = _opt(400, min=20, max=10000)
+    nearest: int = _opt(12, min=1, max=64)
+    nearest_pool: int = _opt(2000, min=1, max=100000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +168,10 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:
+        item = typing.get_args(tp)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(
+            item, _type_name(item))
     if origin is tuple:
         return "a list [" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
@@ -179,6 +194,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:  # a list of any length
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -315,3 +335,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
     }
+
+
+def is_off(value: Any) -> bool:
+    """Whether a key's value means "off": null or an empty list."""
+    return value is None or value == () or value == []
+
+
+def to_record(cfg: Any) -> dict[str, Any]:
+    """``to_dict`` less the keys marked ``recorded_when_off=False`` that are off or at their
+    default, for what checkpoints and fingerprints record: a run that leaves a newer key
+    alone records what it recorded before the key existed."""
+    quiet = {f.name: f.default for f in dataclasses.fields(cfg)
+             if f.metadata.get("recorded_when_off", True) is False}
+    return {k: v for k, v in to_dict(cfg).items()
+            if not (k in quiet and (is_off(v) or v == quiet[k]))}

@@ -31,7 +31,10 @@ from gan.sample import fixed_latent, generate, grid_labels
 KID_SUBSETS = 20
 KID_SUBSET_SIZE = 1000
 PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
+DC_NEIGHBOURS = 5  # k of Naeem et al. (2020), density and coverage
 MIN_SAMPLES = PR_NEIGHBOURS + 1  # each point needs k others; evaluate.n_samples' minimum
+# Density and coverage need DC_NEIGHBOURS others per real image: the test split's minimum.
+MIN_TEST = DC_NEIGHBOURS + 1
 # Below this many test images FID and KID are still far from their large-sample values (FID
 # is biased by about 1/N, Chong & Forsyth 2020) and below 128 (the features' width) FID's
 # covariance is singular; the scores are then only comparable on the same split.
@@ -40,9 +43,9 @@ RELIABLE_TEST_IMAGES = 1000
 
 def check_test_split(n_test: int, where: Path) -> None:
     """Refuse a test split too small for the k-NN scores, naming its file."""
-    if n_test < MIN_SAMPLES:
+    if n_test < MIN_TEST:
         raise GanError(f"{where}: the test split holds {n_test} images; scoring needs at "
-                       f"least {MIN_SAMPLES}")
+                       f"least {MIN_TEST}")
 
 
 def small_split_warning(n_test: int) -> str | None:
@@ -151,12 +154,93 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBO
     return float(torch.cat(fake_inside).double().mean()), float(real_inside.double().mean())
 
 
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DC_NEIGHBOURS,
+                     real_radii: torch.Tensor | None = None,
+                     chunk: int = 1000) -> tuple[float, float]:
+    """Naeem et al. (2020): density and coverage of fakes (M, F) against reals (N, F).
+
+    Around each real point, a ball reaching its k-th nearest other real point. density: the
+    mean number of balls a fake lies in, over k (about 1 when fakes are distributed as the
+    reals, above 1 when they crowd where reals are dense, and not raised by fakes near a few
+    outlying reals as precision is). coverage: the share of real balls holding at least one
+    fake. ``real_radii`` (of ``knn_radii(real, k)``) may be reused.
+    """
+    real, fake = real.float(), fake.float()
+    real_radii = knn_radii(real, k, chunk) if real_radii is None else real_radii
+    inside_count = torch.zeros((), dtype=torch.float64)
+    covered = torch.zeros(real.shape[0], dtype=torch.bool)
+    for part in fake.split(chunk):
+        inside = torch.cdist(part, real) <= real_radii  # (chunk, N_real)
+        inside_count += inside.sum(dtype=torch.float64)
+        covered |= inside.any(dim=0)
+    return float(inside_count / (k * fake.shape[0])), float(covered.double().mean())
+
+
+def nearest(queries: torch.Tensor, feats: torch.Tensor,
+            chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance (M,), index (M,)) of each query's nearest point of ``feats`` (N, F)."""
+    feats = feats.float()
+    found = [torch.cdist(part, feats).min(dim=1) for part in queries.float().split(chunk)]
+    return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
+
+
+def nearest_other(feats: torch.Tensor, rows: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """Distance (R,) from each point ``feats[rows]`` to its nearest other point of ``feats``."""
+    feats = feats.float()
+    out = []
+    for part in rows.split(chunk):
+        dist = torch.cdist(feats[part], feats)
+        dist[torch.arange(part.numel()), part] = float("inf")  # not the point itself
+        out.append(dist.min(dim=1).values)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def copies(train_feats: torch.Tensor, feats: torch.Tensor,
+           chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of ``feats`` (M, F): whether it copies a training image (the test of
+    ``memorised``), its distance to its nearest training image, and that image's index."""
+    distance, index = nearest(feats, train_feats, chunk)
+    needed = index.unique()  # only these training images' own neighbours are needed
+    radii = torch.full((train_feats.shape[0],), float("nan"))
+    radii[needed] = nearest_other(train_feats, needed, chunk)
+    return distance < radii[index], distance, index
+
+
+def memorised(train_feats: torch.Tensor, feats: torch.Tensor, chunk: int = 1000) -> float:
+    """Share of ``feats`` (M, F) that copy a training image: closer to their nearest
+    training image than that image is to its own nearest other training image.
+
+    The authenticity test of Alaa et al. (2022), each failure counted as a copy. Real images
+    no model saw (the test split) fail it too, for a share that depends on the data: that
+    share is the floor.
+    """
+    if train_feats.shape[0] < 2:
+        raise GanError(f"the memorisation check needs at least 2 training images, got "
+                       f"{train_feats.shape[0]}")
+    return float(copies(train_feats, feats, chunk)[0].double().mean())
+
+
+def closest_pairs(classifier: nn.Module, images: torch.Tensor, train_images: torch.Tensor,
+                  n: int, batch_size: int = 500) -> dict[str, torch.Tensor | int]:
+    """The ``n`` of ``images`` closest to a training image in the judge's features, closest
+    first: {"samples": their indices, "train": their nearest training images' indices,
+    "distance": the distances, "copies": how many of all ``images`` count as copies}."""
+    train_feats, _ = extract(classifier, train_images, batch_size)
+    feats, _ = extract(classifier, images, batch_size)
+    is_copy, distance, index = copies(train_feats, feats)
+    order = distance.argsort(stable=True)[:n]
+    return {"samples": order, "train": index[order], "distance": distance[order],
+            "copies": int(is_copy.sum())}
+
+
 def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, seed: int,
-            real_radii: torch.Tensor | None = None, labelled: bool = True) -> dict[str, float]:
+            real_radii: torch.Tensor | None = None, labelled: bool = True,
+            dc_radii: torch.Tensor | None = None) -> dict[str, float]:
     """Every label-free score of fake features (N, F) and logits (N, K) against real
     features (M, F), and with ``labelled`` the class scores of the logits; ``real_radii``
-    as for ``precision_recall``."""
+    as for ``precision_recall``, ``dc_radii`` for ``density_coverage``."""
     precision, recall = precision_recall(real, fake, real_radii=real_radii)
+    density, coverage = density_coverage(real, fake, real_radii=dc_radii)
     kid_mean, kid_std = kid(real, fake, seed)
     scores = {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std}
     if labelled:
@@ -165,7 +249,8 @@ def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, s
         scores.update(inception_score=inception_score(fake_logits),
                       class_coverage=class_coverage(predicted, classes),
                       class_kl=class_kl(predicted, classes))
-    return {**scores, "precision": precision, "recall": recall}
+    return {**scores, "precision": precision, "recall": recall, "density": density,
+            "coverage": coverage}
 
 
 def evaluate(trained: Trained, classifier: nn.Module, train_data: dict, test_data: dict,
@@ -184,15 +269,22 @@ def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: n
     floor is N real training images. cfg.n_samples is not read: N is."""
     labelled = is_labelled(test_data["classes"])
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
-    test_radii = knn_radii(test_feats)  # shared by the samples' and the floor's P/R
+    # The test split's k-NN radii, shared by the samples' and the floor's scores.
+    radii = {"real_radii": knn_radii(test_feats),
+             "dc_radii": knn_radii(test_feats, DC_NEIGHBOURS)}
 
     fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
-    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, test_radii, labelled)
+    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, labelled=labelled, **radii)
 
     pick = torch.randperm(train_data["images"].shape[0],
                           generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
     real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
-    floor = quality(test_feats, real_feats, real_logits, cfg.seed, test_radii, labelled)
+    floor = quality(test_feats, real_feats, real_logits, cfg.seed, labelled=labelled, **radii)
+    # Copies of training images, against every one of them; the floor here is the test
+    # split's share, images no model saw (training images would all count as copies).
+    train_feats, _ = extract(classifier, train_data["images"], cfg.batch_size)
+    scores["memorised"] = memorised(train_feats, fake_feats)
+    floor["memorised"] = memorised(train_feats, test_feats)
     if asked is not None and labelled:
         scores["label_accuracy"] = label_accuracy(fake_logits, asked)
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])

@@ -1,4 +1,5 @@
-"""Matplotlib figures: training curves and the latent-arithmetic equation."""
+"""Matplotlib figures: training curves, the latent-arithmetic equation, nearest training
+images."""
 
 from __future__ import annotations
 
@@ -75,6 +76,34 @@ def arithmetic_figure(images: torch.Tensor, dpi: int = 100) -> plt.Figure:
                   vmin=0, vmax=1)
         ax.set_title(label)
     fig.suptitle("Latent arithmetic: G(a − b + c)")
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax: plt.Axes, image: torch.Tensor) -> None:
+    """Draw one image (C, H, W) in [-1, 1] on ``ax``, without axes."""
+    pixels = image.clamp(-1, 1).add(1).div(2).permute(1, 2, 0).numpy()  # (H, W, C)
+    ax.imshow(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def nearest_figure(samples: torch.Tensor, nearest: torch.Tensor, distance: torch.Tensor,
+                   copies: int, pool: int, dpi: int = 100) -> plt.Figure:
+    """Samples (n, C, H, W) above their nearest training images, each pair titled with its
+    distance in the judge's features; ``copies`` of the ``pool`` samples searched lie
+    closer to their training image than it lies to its own nearest other one."""
+    n = samples.shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(0.9 * n + 0.6, 2.6), dpi=dpi, squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], samples[i])
+        _show(axes[1, i], nearest[i])
+        axes[0, i].set_title(f"{float(distance[i]):.2f}", fontsize=8)
+    axes[0, 0].set_ylabel("sample", fontsize=8)
+    axes[1, 0].set_ylabel("train", fontsize=8)
+    fig.suptitle(f"The {n} of {pool} samples closest to a training image (distance in the "
+                 f"judge's features). {copies} of {pool} count as copies: nearer their "
+                 f"training image than it is to any other", fontsize=9)
     fig.tight_layout()
     return fig
 

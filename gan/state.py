@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from gan import checkpoint, losses, models, optim, runtime
+from gan.augment import Augment
 from gan.config import ModelConfig, TrainConfig
 from gan.data import DeviceBatches
 from gan.hooks import Hook, Stateful
@@ -238,6 +239,7 @@ class TrainingState:
     config: dict[str, Any]  # the run's config, as models/gan.pt records it
     fingerprint: dict[str, str]
     hooks: dict[str, Stateful] = field(default_factory=dict)  # the stateful ones, by name
+    augment: Augment | None = None  # train.augment's transforms of D's inputs, when on
     step: int = 0
     losses: list[dict[str, float]] = field(default_factory=list)  # {"step", *LOG_KEYS}
     metrics: list[dict[str, float]] = field(default_factory=list)  # hooks' records
@@ -274,9 +276,12 @@ class TrainingState:
 
     def _rank_part(self) -> dict[str, Any]:
         """What differs from rank to rank: RNG states, the log's sums, batch-norm buffers."""
-        return {"rng": runtime.rng_state(self.noise.gen), "log_sums": self.log.sums.cpu().clone(),
+        part = {"rng": runtime.rng_state(self.noise.gen), "log_sums": self.log.sums.cpu().clone(),
                 "buffers": {name: _buffers(module)
                             for name, module in self.nets.by_name().items()}}
+        if self.augment is not None:
+            part["augment_rng"] = self.augment.gen.get_state()
+        return part
 
     def _gathered(self) -> list[dict[str, Any]] | None:
         """Every rank's part, on rank 0 (None on the others); a collective with several
@@ -338,6 +343,8 @@ class TrainingState:
             for key, buffer in modules[name].named_buffers():
                 buffer.copy_(buffers[key])
         runtime.set_rng_state(own["rng"], self.noise.gen)
+        if self.augment is not None:
+            self.augment.gen.set_state(own["augment_rng"])
         self.log.sums.copy_(own["log_sums"].to(self.log.sums.device))
         self.log.counted = saved["log_counted"]
         for name, hook in self.hooks.items():
@@ -359,7 +366,11 @@ def build_state(model_cfg: ModelConfig, train_cfg: TrainConfig, seed: int, data:
                             where.device, where.rank, where.world)
     share = slice(batches.offset, batches.offset + batches.share) if where.world > 1 else None
     noise = Noise(model_cfg, train_cfg.batch_size, num_classes, seed, where.device, share)
+    augment = None
+    if train_cfg.augment:
+        augment = Augment(train_cfg.augment, seed, where.device, train_cfg.batch_size, share)
     return TrainingState(
         model_cfg, train_cfg, seed, num_classes, where, nets, opts, batches, noise,
         LogSums(log_keys, where.device), checkpoint.run_config(seed, model_cfg, train_cfg, data),
-        fingerprint, {hook.name: hook for hook in hooks if isinstance(hook, Stateful)})
+        fingerprint, {hook.name: hook for hook in hooks if isinstance(hook, Stateful)},
+        augment)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from gan import losses
+from gan.augment import Augment
 from gan.config import ModelConfig, TrainConfig
 from gan.data import DeviceBatches
 from gan.state import Networks, Noise, Optimizers, Placement
@@ -63,8 +64,10 @@ class GanStep:
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, nets: Networks,
-                 opts: Optimizers, where: Placement):
+                 opts: Optimizers, where: Placement, augment: Augment | None = None):
         self.cfg, self.nets, self.opts, self.where = train_cfg, nets, opts, where
+        # train.augment: D sees every image, real or fake, in both steps through this.
+        self.seen = augment if augment is not None else (lambda images: images)
         self.conditional = model_cfg.conditional
         self.loss = losses.get(train_cfg.loss)
         self.real_target = 1.0 - train_cfg.label_smoothing
@@ -108,12 +111,15 @@ class GanStep:
                 fake_labels = real_labels
         with phase("g_forward"), torch.set_grad_enabled(keep), where.autocast():
             fake = (nets.g_run if keep else nets.g_plain)(z, fake_labels)
+        with phase("augment"):
+            # The penalties below are taken where D looks: at the augmented images.
+            real, seen_fake = self.seen(real), self.seen(fake.detach())
         with phase("d_forward"), where.autocast():
             real_scores = nets.d_run(real, real_labels)
-            fake_scores = nets.d_run(fake.detach(), fake_labels)
+            fake_scores = nets.d_run(seen_fake, fake_labels)
             # Losses in fp32 (.float() is a no-op there).
             d_loss = self.loss.d(real_scores.float(), fake_scores.float(), self.real_target)
-        d_loss = self.d_penalties(d_loss, real, real_labels, fake)
+        d_loss = self.d_penalties(d_loss, real, real_labels, seen_fake)
         with phase("d_backward"):
             self.opts.d.zero_grad(set_to_none=True)
             self.opts.scalers[1].scale(d_loss).backward()
@@ -181,8 +187,10 @@ class GanStep:
         return {"g_loss": g_loss.detach()}
 
     def g_loss(self, fakes: Fakes) -> torch.Tensor:
-        """G's loss on ``fakes`` through the plain D, plus its mode-seeking term."""
-        g_loss = self.loss.g(self.nets.d_plain(fakes.images, fakes.labels).float())
+        """G's loss on ``fakes`` through the plain D (and train.augment's transforms, drawn
+        anew), plus its mode-seeking term."""
+        seen = self.seen(fakes.images)
+        g_loss = self.loss.g(self.nets.d_plain(seen, fakes.labels).float())
         if self.seeking:
             g_loss = g_loss + self.cfg.mode_seeking * losses.mode_seeking(
                 fakes.images.float(), fakes.z)

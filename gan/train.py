@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,8 @@ from torch import distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from gan import checkpoint, runtime, validate
-from gan.config import ModelConfig, TrainConfig, to_dict
+from gan import checkpoint, io, runtime, store, validate
+from gan.config import ModelConfig, TrainConfig, to_dict, to_record
 from gan.errors import GanError, Interrupted
 from gan.hooks import Hook, due
 from gan.io import read_checkpoint, save_checkpoint
@@ -50,6 +50,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # every logged record
     resumed_from: int = 0
     losses: list[dict[str, float]] = field(default_factory=list)  # {"step", *LOG_KEYS}
+    store_path: Path | None = None  # the run's state in the resume store (gan.store)
 
 
 @contextmanager
@@ -112,7 +113,7 @@ def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig, data:
     ({name: bytes or a JSON value}), such as its code; one named like a part above is folded
     into that part.
     """
-    train_dict = {k: v for k, v in to_dict(train_cfg).items() if k not in RESUME_FREE_KEYS}
+    train_dict = {k: v for k, v in to_record(train_cfg).items() if k not in RESUME_FREE_KEYS}
     images, labels = data["images"], data["labels"]
     data_digest = hashlib.sha256(json.dumps([list(data["classes"]), list(images.shape),
                                              str(images.dtype), str(labels.dtype)]).encode())
@@ -212,13 +213,17 @@ def _check_same_start(start: int, where: Placement, path: Path | None) -> None:
                        f"({', '.join(map(str, starts))}); delete {path} to start from step 0")
 
 
-def _resume(state: TrainingState, path: Path, on_log: LogFn | None,
+def _resume(state: TrainingState, paths: Sequence[Path], on_log: LogFn | None,
             say: Callable[[str], None]) -> None:
-    """Load the state at ``path`` into ``state`` when this very run saved it, then replay its
-    log to ``on_log`` so the log has no gap and no repeated step."""
-    saved = _load_resume(path, state.fingerprint, state.where.world, say)
-    if saved is None:
+    """Load the latest state this very run saved at one of ``paths`` (the workspace's file,
+    the resume store's) into ``state``, then replay its log to ``on_log`` so the log has no
+    gap and no repeated step."""
+    found = [(saved, path) for path in paths if path.is_file()
+             for saved in [_load_resume(path, state.fingerprint, state.where.world, say)]
+             if saved is not None]
+    if not found:
         return
+    saved, path = max(found, key=lambda pair: pair[0]["step"])
     try:
         state.load_state_dict(saved)
     except (KeyError, IndexError, RuntimeError, TypeError, ValueError) as exc:
@@ -261,12 +266,13 @@ def _run_hooks(state: TrainingState, hooks: Sequence[Hook], on_log: LogFn | None
                 on_log(step, metrics)
 
 
-def _save(state: TrainingState, path: Path) -> None:
-    """Write the resumable state to ``path`` (rank 0; every rank must call this)."""
+def _save(state: TrainingState, paths: Sequence[Path]) -> None:
+    """Write the resumable state to each of ``paths`` (rank 0; every rank must call this)."""
     _check_finite(state.nets, state.step)
     saved = state.state_dict()
     if saved is not None:
-        save_checkpoint(saved, path)
+        for path in paths:
+            save_checkpoint(saved, path)
 
 
 def _interrupted(step: int, steps: int, path: Path | None) -> Interrupted:
@@ -288,6 +294,8 @@ def train(
     progress: bool = True,
     say: Callable[[str], None] = print,
     fingerprint_parts: dict[str, Any] | None = None,
+    resume_store: Path | None = None,
+    store_keep: int = 20,
 ) -> TrainResult:
     """Train a GAN on ``data`` (a prepared split) and return the networks and a checkpoint.
 
@@ -295,8 +303,10 @@ def train(
     the metrics of the hooks that return some. With ``resume_path``, state is saved there
     every ``checkpoint_every`` steps (0: never) and on SIGINT/SIGTERM, and a file whose
     fingerprint matches resumes the run; ``fingerprint_parts`` adds the caller's parts to
-    the fingerprint (see ``fingerprint``). Under torchrun every rank calls this: each reads
-    the file and takes its own part, rank 0 alone writes it and speaks.
+    the fingerprint (see ``fingerprint``). With ``resume_store`` the state is also saved to
+    that folder under the fingerprint's name (gan.store; at most ``store_keep`` states kept)
+    and resumed from there, so it outlives the workspace. Under torchrun every rank calls
+    this: each reads the files and takes its own part, rank 0 alone writes them and speaks.
     """
     where = place(model_cfg, train_cfg)
     say = say if where.rank == 0 else (lambda _: None)
@@ -305,15 +315,18 @@ def train(
     validate.check_run(model_cfg, train_cfg, data["images"].shape[-1])
     parts = fingerprint(seed, model_cfg, train_cfg, data, where, fingerprint_parts)
     state = build_state(model_cfg, train_cfg, seed, data, where, LOG_KEYS, hooks, parts)
-    gan_step = GanStep(model_cfg, train_cfg, state.nets, state.opts, where)
-    if resume_path is not None and Path(resume_path).is_file():
-        _resume(state, Path(resume_path), on_log, say)
+    gan_step = GanStep(model_cfg, train_cfg, state.nets, state.opts, where, state.augment)
+    kept = store.state_path(resume_store, parts) if resume_store is not None else None
+    paths = [Path(p) for p in (resume_path, kept) if p is not None]
+    _resume(state, paths, on_log, say)
     start, steps = state.step, train_cfg.steps
     _check_same_start(start, where, resume_path)
 
     bar = tqdm(range(start + 1, steps + 1), desc="train", unit="step", initial=start,
                total=steps, disable=not progress, dynamic_ncols=True)
-    with stop_signals() as received:
+    with stop_signals() as received, ExitStack() as held:
+        if kept is not None and where.rank == 0:  # one trainer per stored state
+            held.enter_context(io.exclusive(kept, "a train stage"))
         stop_asked = StopVote(received, where.world)
         for step in bar:
             state.step = step
@@ -326,8 +339,10 @@ def train(
             _run_hooks(state, hooks, on_log)
             stop = stop_asked()  # the same answer on every rank
             scheduled = bool(checkpoint_every) and step % checkpoint_every == 0 and step < steps
-            if resume_path is not None and (stop or scheduled):
-                _save(state, Path(resume_path))  # a collective with several ranks
+            if paths and (stop or scheduled):
+                _save(state, paths)  # a collective with several ranks
+                if kept is not None and where.rank == 0:
+                    store.prune(resume_store, store_keep, kept)
             if stop:
                 stop_asked.barrier()  # no rank leaves before rank 0 has written the state
                 raise _interrupted(step, steps, resume_path)
@@ -338,4 +353,4 @@ def train(
     state.nets.generator.eval()
     state.nets.discriminator.eval()
     return TrainResult(generator, state.nets.discriminator, state.weights(), final,
-                       state.history, start, list(state.losses))
+                       state.history, start, list(state.losses), kept)

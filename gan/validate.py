@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gan import data, losses, models, optim, runtime, sample
+from gan import augment, data, losses, models, optim, runtime, sample
 from gan.config import ModelConfig, TrainConfig, choose, load_section, load_seed
 from gan.errors import ConfigError
 from gan.models import blocks
@@ -48,10 +48,10 @@ def _smoothing(m: ModelConfig, t: TrainConfig) -> str | None:
 
 
 def _mode_seeking(m: ModelConfig, t: TrainConfig) -> str | None:
-    if t.mode_seeking > 0 and t.batch_size // t.devices < 2:
+    if t.mode_seeking > 0 and t.batch_size // (t.devices * t.nodes) < 2:
         return (f"train.mode_seeking: got {t.mode_seeking}, but it pairs images within each "
-                f"process's batch, which has {t.batch_size // t.devices}; raise "
-                f"train.batch_size to at least {2 * t.devices} or set it to 0.0")
+                f"process's batch, which has {t.batch_size // (t.devices * t.nodes)}; raise "
+                f"train.batch_size to at least {2 * t.devices * t.nodes} or set it to 0.0")
     return None
 
 
@@ -71,6 +71,7 @@ def check_run(model_cfg: ModelConfig, train_cfg: TrainConfig,
     choose(optim.OPTIMIZERS, "train.optimizer", train_cfg.optimizer)
     choose(optim.LR_DECAYS, "train.lr_decay", train_cfg.lr_decay)
     choose({"auto": None, **runtime.AUTOCAST_DTYPES}, "train.precision", train_cfg.precision)
+    augment.check_policies(train_cfg.augment or ())
     for rule in RULES:
         message = rule(model_cfg, train_cfg)
         if message is not None:

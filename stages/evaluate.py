@@ -1,4 +1,5 @@
-"""Stage evaluate: FID, KID, IS, class coverage and precision/recall of generated images.
+"""Stage evaluate: FID, KID, IS, class coverage, precision/recall, density/coverage and the
+share of copied training images (memorised) of generated images.
 
 Data of one class has no class scores (IS, coverage, KL, label accuracy): see gan.metrics.
 """
@@ -39,7 +40,9 @@ def main() -> None:
     write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
     print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
           f"FID {scores['fid']:.2f} (real {scores['fid_real']:.2f}), precision "
-          f"{scores['precision']:.3f}, recall {scores['recall']:.3f} -> {args.out}")
+          f"{scores['precision']:.3f}, recall {scores['recall']:.3f}, density "
+          f"{scores['density']:.3f}, coverage {scores['coverage']:.3f}, memorised "
+          f"{scores['memorised']:.3f} (test images {scores['memorised_real']:.3f}) -> {args.out}")
     if scores.get("class_coverage", 1.0) < 1.0:  # absent without classes
         print(f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
               f"than half their fair share of samples; the generator may be mode-collapsing")

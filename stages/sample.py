@@ -1,10 +1,11 @@
-"""Stage sample: the sample grid, latent walks, arithmetic, real versus fake, evolution GIF."""
+"""Stage sample: the sample grid, latent walks, arithmetic, real versus fake, evolution GIF,
+and the samples nearest to training images."""
 
 from pathlib import Path
 
 from PIL import Image
 
-from gan import checkpoint, data, plots, sample
+from gan import checkpoint, classifier, data, metrics, plots, sample
 from gan.config import load_section, read_params
 from stages import common
 
@@ -16,6 +17,8 @@ def main() -> None:
     p.add_argument("--evolution", type=Path, required=True, help="training snapshot PNGs")
     p.add_argument("--out", type=Path, required=True, help="grid PNG to write")
     p.add_argument("--pictures", type=Path, required=True, help="folder for the other pictures")
+    p.add_argument("--classifier", type=Path, required=True,
+                   help="the judge whose features find each sample's nearest training image")
     args = p.parse_args()
     cfg = load_section(read_params(args.params), "sample")
     trained = checkpoint.load_generator(args.checkpoint)
@@ -28,6 +31,17 @@ def main() -> None:
     real = data.load_prepared(args.data, "test")["images"]
     for name, image in sample.pictures(generator, model, classes, cfg, real).items():
         sample.save_png(image, args.pictures / f"{name}.png")
+    judge, judge_cfg = classifier.load_classifier(args.classifier)
+    classifier.check_compatible(judge_cfg, args.classifier,
+                                generated_images=(trained.image_shape, trained.classes))
+    pool = sample.generate(generator, sample.fixed_latent(cfg.nearest_pool, model.latent_dim,
+                                                          cfg.seed + 5, model.noise),
+                           sample.grid_labels(cfg.nearest_pool, classes, model.conditional))
+    train = data.load_prepared(args.data, "train")["images"]
+    pairs = metrics.closest_pairs(judge, pool, train, cfg.nearest)
+    plots.save_figure(plots.nearest_figure(pool[pairs["samples"]], train[pairs["train"]],
+                                           pairs["distance"], pairs["copies"], cfg.nearest_pool),
+                      args.pictures / "nearest_train.png")
     terms = sample.arithmetic_images(generator, model, cfg.arithmetic_seed)
     plots.save_figure(plots.arithmetic_figure(terms), args.pictures / "arithmetic.png")
     # No snapshots (train.snapshot_every: 0) means no GIF, not an error.

@@ -1,7 +1,9 @@
 """Stage train: fit the GAN variant of params.yaml and write its checkpoint and log.
 
-With train.devices > 1 (and no torchrun around it) the stage relaunches itself under
-torchrun; under torchrun every rank trains and resumes, and rank 0 alone writes the outputs.
+With train.devices > 1 or train.nodes > 1 (and no torchrun around it) the stage relaunches
+itself under torchrun: standalone on one machine, else as one of train.nodes agents that
+meet at $GAN_RDZV_ENDPOINT (c10d rendezvous; docs/multinode.md). Under torchrun every rank
+trains and resumes, and rank 0 alone writes the outputs.
 """
 
 import hashlib
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import classifier, data, io, metrics, runtime, train, validate
+from gan import classifier, data, io, metrics, runtime, store, train, validate
 from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
 from gan.hooks import Every, EvolutionSnapshots
@@ -40,34 +42,48 @@ def main() -> None:
     seed = load_seed(params)
     model_cfg = load_section(params, "model")
     train_cfg = load_section(params, "train")
-    checkpoint_every = load_section(params, "resume").checkpoint_every
+    resume_cfg = load_section(params, "resume")
     validate.check_run(model_cfg, train_cfg)  # before any data is read
-    if train_cfg.devices > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(relaunch(train_cfg.devices))
+    if (train_cfg.devices > 1 or train_cfg.nodes > 1) and "WORLD_SIZE" not in os.environ:
+        sys.exit(relaunch(torchrun_args(train_cfg.devices, train_cfg.nodes)))
     # only evaluate.train_fid_samples is read: see dvc.yaml
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
         if rank == 0:
-            fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every)
+            fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg)
             return
         try:  # the other ranks train (and resume) their share and write nothing
             train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
-                        resume_path=args.resume, checkpoint_every=checkpoint_every,
+                        resume_path=args.resume, checkpoint_every=resume_cfg.checkpoint_every,
                         progress=False,
-                        fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
+                        fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg),
+                        resume_store=store.folder(resume_cfg.store))
         except Interrupted:
             sys.exit(130)  # rank 0 says it
 
 
-def relaunch(devices: int) -> int:
-    """Run this stage again under torchrun with ``devices`` processes; its exit code.
+def torchrun_args(devices: int, nodes: int) -> list[str]:
+    """torchrun's options for ``devices`` processes on each of ``nodes`` machines."""
+    if nodes == 1:
+        return ["--standalone", f"--nproc_per_node={devices}"]
+    endpoint = os.environ.get("GAN_RDZV_ENDPOINT", "")
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise GanError(f"train.nodes: {nodes} machines meet at $GAN_RDZV_ENDPOINT, which must "
+                       f"be HOST:PORT of one of them (got {endpoint!r}); see docs/multinode.md")
+    run_id = os.environ.get("GAN_RDZV_ID", "gan-train")
+    return [f"--nnodes={nodes}", f"--nproc_per_node={devices}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={run_id}"]
+
+
+def relaunch(options: list[str]) -> int:
+    """Run this stage again under torchrun with ``options``; its exit code.
 
     SIGINT and SIGTERM are passed on to torchrun, which passes them to every rank; the ranks
     then agree on a step, save it and stop.
     """
-    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={devices}", "-m", "stages.train",
-                              *sys.argv[1:]])
+    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options,
+                              "-m", "stages.train", *sys.argv[1:]])
     forwarded = []
 
     def forward(signum, _frame):
@@ -92,17 +108,19 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
     return parts
 
 
-def fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
-    for folder in (args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution):
+def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
+    kept = store.folder(resume_cfg.store)
+    for folder in (args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution,
+                   kept):
         if folder is not None:
             io.check_writable(folder)
     # One trainer per state: a second one (a stray process, a second dvc repro) would
     # interleave its steps with the first's in the same log and state.
     with io.exclusive(args.resume, "a train stage"):
-        _fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every)
+        _fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg)
 
 
-def _fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
+def _fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
     train_data = data.load_prepared(args.data, "train")
     hooks = []
     if args.evolution and train_cfg.snapshot_every:
@@ -135,11 +153,15 @@ def _fit(args, seed, model_cfg, train_cfg, eval_cfg, checkpoint_every) -> None:
         start = time.perf_counter()
         result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
                              hooks=hooks, resume_path=args.resume,
-                             checkpoint_every=checkpoint_every,
-                             fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg))
+                             checkpoint_every=resume_cfg.checkpoint_every,
+                             fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg),
+                             resume_store=store.folder(resume_cfg.store),
+                             store_keep=resume_cfg.store_keep)
         seconds = time.perf_counter() - start
     save_checkpoint(result.checkpoint, args.checkpoint)
     args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
+    if result.store_path is not None:
+        store.remove(result.store_path)
     last = result.losses[-1]
     # The time goes to stdout only: in a tracked output it would break byte-for-byte repro.
     done = train_cfg.steps - result.resumed_from

@@ -21,6 +21,23 @@ VENV = ROOT / ".venv"  # what `bash .ci/run setup` creates
 FASHION_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_resume_store(tmp_path_factory) -> Path:
+    """The resume store (gan.store) of stages that module-scoped fixtures run: a folder of
+    this session, never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("resume_store")
+    os.environ["GAN_RESUME_STORE"] = str(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def resume_store(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own resume store, so that no test resumes from a state another left."""
+    folder = tmp_path_factory.mktemp("resume_store")
+    monkeypatch.setenv("GAN_RESUME_STORE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT
@@ -133,7 +150,7 @@ def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["model"].update(arch="mlp")
     params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
-    params["sample"].update(n=16)
+    params["sample"].update(n=16, nearest_pool=64)
     params["classifier"].update(epochs=1, batch_size=256, width=4)
     params["evaluate"].update(n_samples=200, train_fid_samples=100)
     params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6

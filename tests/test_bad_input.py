@@ -71,7 +71,8 @@ def test_bad_seed_through_the_train_stage(tmp_path):
 def test_params_file_that_is_not_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text("train: {lr: [\n")
     proc = run_stage("sample", "--params", str(tmp_path / "params.yaml"), "--checkpoint",
-                     "c", "--data", "d", "--evolution", "e", "--out", "o", "--pictures", "p")
+                     "c", "--data", "d", "--evolution", "e", "--out", "o", "--pictures", "p",
+                     "--classifier", "j")
     assert proc.returncode == 2 and "params.yaml: not valid YAML (line" in proc.stderr
 
 
@@ -120,7 +121,7 @@ def test_checkpoint_of_another_architecture_through_the_sample_stage(tmp_path):
     proc = run_stage("sample", "--params", str(ROOT / "params.yaml"), "--checkpoint",
                      str(tmp_path / "gan.pt"), "--data", str(tmp_path), "--evolution",
                      str(tmp_path), "--out", str(tmp_path / "grid.png"), "--pictures",
-                     str(tmp_path / "pictures"))
+                     str(tmp_path / "pictures"), "--classifier", str(tmp_path / "judge.pt"))
     assert proc.returncode == 2
     assert "generator weights do not fit model.arch 'resize_conv'" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "grid.png").exists()

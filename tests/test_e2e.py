@@ -99,7 +99,7 @@ def test_plots_diff_writes_both_revisions_curves(repo):
     for name in ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "fid"):
         assert f'"{name}": ' in html
     for picture in ("interpolation.png", "real_vs_fake_key.png", "arithmetic.png",
-                    "evolution.gif", "step_000006.png"):
+                    "nearest_train.png", "evolution.gif", "step_000006.png"):
         assert picture in html
 
 

@@ -480,9 +480,11 @@ def test_a_small_test_split_is_warned_about_and_a_tiny_one_refused(tmp_path):
     assert metrics.small_split_warning(metrics.RELIABLE_TEST_IMAGES) is None
     warning = metrics.small_split_warning(5)
     assert warning.startswith("warning: the test split holds 5 images; FID, KID, precision")
-    with pytest.raises(GanError, match=rf"^{tmp_path}/test.pt: the test split holds 3 images"):
-        metrics.check_test_split(3, tmp_path / "test.pt")
-    metrics.check_test_split(4, tmp_path / "test.pt")
+    too_few = metrics.MIN_TEST - 1  # density and coverage need k = 5 others per test image
+    with pytest.raises(GanError, match=rf"^{tmp_path}/test.pt: the test split holds {too_few} "
+                                       rf"images; scoring needs at least {metrics.MIN_TEST}$"):
+        metrics.check_test_split(too_few, tmp_path / "test.pt")
+    metrics.check_test_split(metrics.MIN_TEST, tmp_path / "test.pt")
 
 
 def test_a_real_state_loads_as_data_and_resumes(tmp_path):

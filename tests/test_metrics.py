@@ -44,6 +44,79 @@ def test_precision_recall_by_hand_default_k3():
     assert metrics.precision_recall(real, fake) == (0.5, 1.0)
 
 
+def test_density_and_coverage_by_hand_k1():
+    # Real radii (nearest other point): 1, 1, 1, 1, 7. Fake 0.5 lies in the balls of 0 and
+    # 1, 3.5 in those of 3 and 10 (which reaches 3), 20 in none: density 4 / 3. Covered:
+    # 0, 1, 3 and 10, not 2 (1.5 from either fake): coverage 4 / 5.
+    real, fake = points(0, 1, 2, 3, 10), points(0.5, 3.5, 20)
+    density, coverage = metrics.density_coverage(real, fake, k=1)
+    assert density == pytest.approx(4 / 3) and coverage == 0.8
+    assert metrics.density_coverage(real, points(20, 30), k=1) == (0.0, 0.0)
+
+
+def direct_density_coverage(real, fake, k):
+    """Naeem et al.'s definitions, point by point."""
+    radii = [sorted(float((a - b).norm()) for b in real)[k] for a in real]
+    inside = [[float((y - x).norm()) <= r for x, r in zip(real, radii, strict=True)] for y in fake]
+    density = sum(map(sum, inside)) / (k * len(fake))
+    coverage = sum(any(row[i] for row in inside) for i in range(len(real))) / len(real)
+    return density, coverage
+
+
+def test_density_and_coverage_match_a_direct_computation():
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(60, 4, generator=gen), torch.randn(40, 4, generator=gen) + 0.3
+    got = metrics.density_coverage(real, fake, chunk=7)
+    assert got == pytest.approx(direct_density_coverage(real, fake, metrics.DC_NEIGHBOURS))
+
+
+def test_density_and_coverage_of_same_sets_and_of_one_repeated_sample():
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(2000, 8, generator=gen)
+    # Identical sets: each point lies in its own ball and in those of the k points that
+    # have it among their k nearest, so density is (k + 1) / k, coverage 1 (a k-th
+    # neighbour lies on its ball's edge, where float rounding may leave it out).
+    k = metrics.DC_NEIGHBOURS
+    assert metrics.density_coverage(real, real) == (pytest.approx((k + 1) / k, rel=0.01), 1.0)
+    # A second sample of the same distribution: density near 1, coverage near 1.
+    density, coverage = metrics.density_coverage(real, torch.randn(2000, 8, generator=gen))
+    assert 0.85 < density < 1.15 and coverage > 0.9
+    # One image repeated: it covers only the few balls it lies in.
+    density, coverage = metrics.density_coverage(real, real[:1].repeat(500, 1))
+    assert coverage < 0.01
+    # Precision is fooled by fakes at a few outlying reals; density is not.
+    far = real[real.norm(dim=1).argsort()[-20:]]
+    fakes = far.repeat(25, 1) + 0.01 * torch.randn(500, 8, generator=gen)
+    precision, _ = metrics.precision_recall(real, fakes)
+    density, _ = metrics.density_coverage(real, fakes)
+    assert precision > 0.9 and density < 0.5
+
+
+def test_memorised_counts_samples_closer_than_their_training_image_s_neighbour():
+    # Training radii (nearest other): 0 -> 1, 1 -> 1, 5 -> 4. 0.2 is 0.2 from 0 (< 1): a
+    # copy; 3.5 is 1.5 from 5 (< 4): a copy; 2.9 is 1.9 from 1 (> 1): not; 9.5 is 4.5 from
+    # 5 (> 4): not.
+    train = points(0, 1, 5)
+    assert metrics.memorised(train, points(0.2, 3.5, 2.9, 9.5)) == 0.5
+    assert metrics.memorised(train, train) == 1.0
+
+
+def test_memorised_matches_a_direct_computation_and_sits_at_its_floor_for_new_data():
+    gen = torch.Generator().manual_seed(2)
+    train = torch.randn(500, 6, generator=gen)
+    fresh = torch.randn(300, 6, generator=gen)
+    dist = torch.cdist(train, train) + torch.diag(torch.full((500,), float("inf")))
+    radii = dist.min(dim=1).values
+    to_train = torch.cdist(fresh, train)
+    nearest = to_train.argmin(dim=1)
+    direct = float((to_train.min(dim=1).values < radii[nearest]).double().mean())
+    assert metrics.memorised(train, fresh, chunk=64) == pytest.approx(direct)
+    # Unseen samples of the training distribution stay far below the copies' 1.
+    assert 0.2 < direct < 0.7
+    copies = train[:300] + 1e-4 * torch.randn(300, 6, generator=gen)
+    assert metrics.memorised(train, copies) == 1.0
+
+
 def test_inception_score_of_uniform_and_of_sharp_balanced_predictions():
     assert metrics.inception_score(torch.zeros(100, 10)) == pytest.approx(1.0, abs=1e-12)
     sharp = 50.0 * torch.eye(10).repeat(10, 1)  # confident, every class equally often
@@ -167,6 +240,15 @@ def test_fid_orders_real_light_noise_heavy_noise_and_pure_noise(fashion):
     fids = [fid_to_test(fashion, x) for x in
             (real, noised(0.2), noised(0.5), torch.rand(real.shape, generator=gen) * 2 - 1)]
     assert 3 * fids[0] < fids[1] and 3 * fids[1] < fids[2] < fids[3], fids
+
+
+@needs_fashion
+def test_memorised_tells_training_images_from_unseen_ones(fashion):
+    classifier, train, test = fashion
+    train_feats, _ = clf.extract(classifier, train["images"])
+    test_feats, _ = clf.extract(classifier, test["images"])
+    assert metrics.memorised(train_feats, train_feats[:2000]) > 0.95
+    assert metrics.memorised(train_feats, test_feats) < 0.65
 
 
 @needs_fashion

@@ -245,6 +245,25 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
 
 @needs_mirror
 @needs_venv
+def test_gan_score_counts_the_folder_s_training_images_as_copies(folder_repo, tmp_path):
+    """The folder the run trained on, scored: each of its training images is its own nearest
+    training image, at distance 0, so memorised is at least their share."""
+    repo, images = folder_repo
+    sh(repo, "dvc", "repro")
+    proc = sh(repo, "gan-score", str(images), "--json", "--nearest", str(tmp_path / "p.png"),
+              "--pairs", "5")
+    got = json.loads(proc.stdout)
+    counts = json.loads((repo / "metrics" / "data.json").read_text())
+    assert got["n_samples"] == counts["train"]["count"] + counts["test"]["count"]
+    assert got["memorised"] >= counts["train"]["count"] / got["n_samples"]
+    assert 0.0 <= got["memorised_real"] < 1.0
+    with Image.open(tmp_path / "p.png") as picture:
+        assert picture.width > picture.height  # 5 pairs side by side
+    assert "the 5 images closest to a training image" in proc.stderr
+
+
+@needs_mirror
+@needs_venv
 def test_gan_score_names_an_unreadable_file_and_exits_2(folder_repo, tmp_path):
     repo, images = folder_repo
     folder = tmp_path / "bad"

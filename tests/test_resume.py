@@ -214,10 +214,13 @@ def test_checkpoint_of_another_configuration_is_ignored(setup, uninterrupted, tm
     assert "resuming" not in proc.stdout
 
 
-def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tmp_path):
+def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tmp_path,
+                                                       resume_store):
     """A CUDA run's state read on the CPU: one line, then a run from step 0 to the end."""
     out = tmp_path / "cuda"
     start_then_signal(setup, out, signal.SIGKILL)
+    for state in resume_store.iterdir():  # this CPU run's own state, kept outside the folder
+        state.unlink()
     saved = torch.load(out / "resume.pt", weights_only=False)
     saved["fingerprint"]["device"] = CUDA_DEVICE
     saved["ranks"][0]["rng"]["noise"] = CUDA_NOISE_STATE

@@ -1,0 +1,209 @@
+"""The resume store: training states kept outside the workspace, found by fingerprint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+import yaml
+from test_resume import assert_same_run, command, make_setup, run, stage_env
+
+from gan import store, train
+from gan.config import ModelConfig, TrainConfig
+
+from conftest import FASHION_MIRROR, ROOT, VENV, shell_env, tiny_project, tiny_split
+
+MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
+CFG = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
+                  log_every=2, device="cpu")
+
+
+def test_the_store_folder_follows_the_setting_and_the_environment(monkeypatch, tmp_path):
+    assert store.folder("off") is None
+    assert store.folder(str(tmp_path / "s")) == tmp_path / "s"
+    assert store.folder("~/states") == Path.home() / "states"
+    monkeypatch.setenv("GAN_RESUME_STORE", str(tmp_path / "env"))
+    assert store.folder("auto") == tmp_path / "env"
+    monkeypatch.delenv("GAN_RESUME_STORE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert store.folder("auto") == tmp_path / "xdg" / "gan-pipeline" / "resume"
+
+
+def test_a_run_resumes_from_the_store_without_its_workspace_file(tmp_path):
+    whole = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
+                        checkpoint_every=3)
+    assert whole.store_path == store.state_path(tmp_path, json.loads(json.dumps(
+        torch.load(whole.store_path, weights_only=True)["fingerprint"])))
+    assert torch.load(whole.store_path, weights_only=True)["step"] == 3
+    said = []
+    # Another workspace (no file of its own): the state is found by the run's fingerprint.
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
+                        resume_path=tmp_path / "elsewhere" / "train.pt", checkpoint_every=3,
+                        say=said.append)
+    assert again.resumed_from == 3 and said == [
+        f"train: resuming from step 3 of 6 ({whole.store_path})"]
+    for key, value in whole.checkpoint["generator"].items():
+        assert torch.equal(value, again.checkpoint["generator"][key]), key
+    # Another run (another seed) has another name in the store and starts from step 0.
+    other = train.train(MODEL, CFG, 2, tiny_split(), progress=False, resume_store=tmp_path,
+                        checkpoint_every=3, say=said.append)
+    assert other.resumed_from == 0 and other.store_path != whole.store_path
+
+
+def test_the_later_of_the_workspace_and_the_store_states_wins(tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 8})
+    train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=tmp_path / "store",
+                checkpoint_every=2)
+    kept = store.states(tmp_path / "store")[0]
+    state = torch.load(kept, weights_only=True)
+    assert state["step"] == 6
+    torch.save({**state, "step": 4}, tmp_path / "ws.pt")  # an older state of the same run
+    said = []
+    train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=tmp_path / "store",
+                resume_path=tmp_path / "ws.pt", checkpoint_every=2, say=said.append)
+    assert said == [f"train: resuming from step 6 of 8 ({kept})"]
+
+
+def test_prune_keeps_the_newest_states_and_never_one_in_use(tmp_path):
+    from gan.io import exclusive
+
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i:032x}.pt"
+        path.write_bytes(b"x")
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+        paths.append(path)
+    assert store.states(tmp_path) == paths[::-1]
+    with exclusive(paths[0], "a train stage"):  # the oldest, but a stage holds it
+        gone = store.prune(tmp_path, keep=2, current=paths[1])
+    assert sorted(gone) == [paths[2]]
+    assert sorted(store.states(tmp_path)) == [paths[0], paths[1], paths[3], paths[4]]
+    assert store.prune(tmp_path, keep=2) == [paths[1], paths[0]]
+    assert not (tmp_path / f"{0:032x}.pt.lock").exists()
+
+
+def test_a_killed_stage_resumes_in_another_workspace_to_the_same_bits(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    setup = make_setup(tmp_path / "setup", params,
+                       dict(arch="dcgan", latent_dim=8, g_channels=8, d_channels=8),
+                       dict(steps=120, log_every=10, batch_size=16, device="cpu",
+                            ema_decay=0.9, lr_decay="linear", eval_every=0,
+                            snapshot_every=15), checkpoint_every=20)
+    reference = tmp_path / "reference"
+    assert run(setup, reference).returncode == 0
+    kept = Path(os.environ["GAN_RESUME_STORE"])
+    assert store.states(kept) == []  # a finished run's state is deleted
+    first = tmp_path / "first"
+    proc = subprocess.Popen(command(setup, first), cwd=ROOT, env=stage_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not store.states(kept):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    # The workspace is gone with its state file, as a queued experiment's is.
+    second = tmp_path / "second"
+    again = run(setup, second)
+    assert again.returncode == 0, again.stderr
+    assert "train: resuming from step" in again.stdout and str(kept) in again.stdout
+    assert_same_run(second, reference, 120, 10)
+    assert store.states(kept) == []
+
+
+def sh(repo: Path, *cmd: str, timeout: float = 600) -> str:
+    proc = subprocess.run(cmd, cwd=repo, env=shell_env(VENV), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def repo_processes(repo: Path) -> list[psutil.Process]:
+    """The queue's workers, executors and stages of ``repo`` (by their working folder)."""
+    found = []
+    for proc in psutil.process_iter(["cwd", "cmdline"]):
+        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or [])
+        if cwd.startswith(str(repo)) and ("dvc" in cmdline or "stages." in cmdline):
+            found.append(proc)
+    return found
+
+
+def wait_for_queue(repo: Path, seconds: float = 300) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = sh(repo, "dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+
+
+def lock_md5(node, path: str) -> set[str]:
+    """Every md5 recorded for output ``path`` in `dvc exp show --json` records."""
+    found = set()
+    if isinstance(node, dict):
+        outs = node.get("outs")
+        if isinstance(outs, dict) and isinstance(outs.get(path), dict):
+            found.add(outs[path].get("hash"))
+        for value in node.values():
+            found |= lock_md5(value, path)
+    elif isinstance(node, list):
+        for value in node:
+            found |= lock_md5(value, path)
+    return found - {None}
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="no Fashion-MNIST mirror")
+@pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing")
+def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_store):
+    repo = tiny_project(tmp_path / "project")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(steps=1500, log_every=100, eval_every=0, snapshot_every=500)
+    params["resume"]["checkpoint_every"] = 100
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    try:
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=3e-4", "-n", "first")
+        sh(repo, "dvc", "queue", "start")
+        deadline = time.monotonic() + 300
+        while not store.states(resume_store):  # mid-train: a state is saved
+            assert time.monotonic() < deadline, sh(repo, "dvc", "queue", "status")
+            time.sleep(0.05)
+        for proc in repo_processes(repo):  # the worker dies, as on a preempted machine
+            proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(repo_processes(repo), timeout=30)
+        saved = torch.load(store.states(resume_store)[0], weights_only=True)["step"]
+        assert 0 < saved < 1500
+
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=3e-4", "-n", "again")
+        sh(repo, "dvc", "queue", "start")
+        status = wait_for_queue(repo)
+        assert "again" in status and "Success" in status, status
+        logs = sh(repo, "dvc", "queue", "logs", "again")
+        assert f"train: resuming from step {saved} of 1500" in logs, logs
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=shell_env(VENV),
+                       capture_output=True, timeout=120)
+        for proc in repo_processes(repo):
+            proc.kill()
+    assert store.states(resume_store) == []
+    # The same params run uninterrupted in the workspace: the same generator, bit for bit.
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=3e-4", "-n", "straight")
+    assert "resuming" not in out
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
+    hashes = lock_md5(shown, "models/gan.pt")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())  # the workspace run's
+    straight = next(o["md5"] for o in lock["stages"]["train"]["outs"]
+                    if o["path"] == "models/gan.pt")
+    assert straight in hashes
+    assert len(hashes) == 2, hashes  # the baseline's and lr 3e-4's, which both runs share
