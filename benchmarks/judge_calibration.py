@@ -2,10 +2,11 @@
 
 Draws ``--n`` real training images (evaluate.seed's draw, as evaluate's floor), scores them
 as they are, with Gaussian noise of std 0.1, 0.2 and 0.5 added on the [-1, 1] scale (then
-clipped to it), and replaced by uniform noise in [-1, 1], each against the test split in
-the judge's features (gan.metrics.score_images, the evaluate stage's scoring). A judge that
-means something gives FID rising strictly down that list and recall falling. Works for the
-labelled classifier and for the rotation judge of a folder without classes alike.
+clipped to it), replaced by uniform noise in [-1, 1], and (labelled data) drawn from one
+class only, each against the test split in the judge's features (gan.metrics.score_images,
+the evaluate stage's scoring). A judge that means something gives FID rising strictly down
+the noise rows and recall falling. Works for the labelled classifier and for the rotation
+judge of a folder without classes alike.
 
     python -m benchmarks.judge_calibration --data data/prepared --classifier models/classifier.pt
 """
@@ -22,6 +23,7 @@ from gan import classifier, data, metrics
 from gan.config import EvaluateConfig
 
 ALTERATIONS = ("real", "noise std 0.1", "noise std 0.2", "noise std 0.5", "uniform noise")
+ONE_CLASS = 8  # Fashion-MNIST's "Bag"; the one-class row of labelled data
 
 
 def altered(images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
@@ -42,9 +44,14 @@ def calibrate(judge: torch.nn.Module, train_data: dict, test_data: dict, n: int,
                           generator=torch.Generator().manual_seed(seed))[:n]
     real = train_data["images"][pick]
     cfg = EvaluateConfig(n_samples=n, seed=seed, batch_size=batch_size)
-    return {name: metrics.score_images(altered(real, name, seed + 1), None, judge,
+    rows = {name: metrics.score_images(altered(real, name, seed + 1), None, judge,
                                        train_data, test_data, cfg)
             for name in ALTERATIONS}
+    if len(train_data["classes"]) > ONE_CLASS:
+        one = train_data["images"][train_data["labels"] == ONE_CLASS][:n]
+        rows[f"one class only ({train_data['classes'][ONE_CLASS]})"] = metrics.score_images(
+            one, None, judge, train_data, test_data, cfg)
+    return rows
 
 
 def main() -> None:
@@ -61,9 +68,11 @@ def main() -> None:
                      data.load_prepared(args.data, "test"), args.n, args.seed)
     kind = cfg.get("task", "labelled classifier")
     print(f"judge: {kind}, {len(cfg['classes'])} classes, {args.n} images per row")
-    print("| images | FID | recall | precision |\n|---|---|---|---|")
+    print("| images | FID | recall | precision | density | coverage | memorised |\n"
+          "|---|---|---|---|---|---|---|")
     for name, s in rows.items():
-        print(f"| {name} | {s['fid']:.2f} | {s['recall']:.2f} | {s['precision']:.2f} |")
+        print(f"| {name} | {s['fid']:.2f} | {s['recall']:.2f} | {s['precision']:.2f} | "
+              f"{s['density']:.2f} | {s['coverage']:.2f} | {s['memorised']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 

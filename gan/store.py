@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,31 @@ def prune(store: Path, keep: int, current: Path | None = None) -> list[Path]:
         if path != current and remove(path):
             gone.append(path)
     return gone
+
+
+def describe(store: Path) -> list[str]:
+    """One line per stored state: its name, step, size and age, the newest first."""
+    from gan.checkpoint import FORMAT  # torch only for this listing
+    from gan.errors import GanError
+    from gan.io import read_checkpoint
+
+    lines = []
+    now = time.time()
+    for path in states(store):
+        try:
+            step = read_checkpoint(path, FORMAT, "resume state")["step"]
+        except (GanError, KeyError, TypeError):
+            step = "?"
+        stat = path.stat()
+        hours = (now - stat.st_mtime) / 3600
+        used = ", in use" if _in_use(path) else ""
+        lines.append(f"{path.name}  step {step}  {stat.st_size / 2**20:.1f} MB  "
+                     f"{hours:.1f} h old{used}")
+    return lines
+
+
+def clean(store: Path) -> tuple[int, int]:
+    """Delete every state no running stage holds: (deleted, left in use)."""
+    found = states(store)
+    gone = sum(remove(path) for path in found)
+    return gone, len(found) - gone

@@ -55,6 +55,10 @@ def test_a_run_resumes_from_the_store_without_its_workspace_file(tmp_path):
     other = train.train(MODEL, CFG, 2, tiny_split(), progress=False, resume_store=tmp_path,
                         checkpoint_every=3, say=said.append)
     assert other.resumed_from == 0 and other.store_path != whole.store_path
+    lines = store.describe(tmp_path)
+    assert len(lines) == 2 and all(" step 3 " in line for line in lines), lines
+    assert lines[1].startswith(whole.store_path.name)  # the newest first
+    assert store.clean(tmp_path) == (2, 0) and store.states(tmp_path) == []
 
 
 def test_the_later_of_the_workspace_and_the_store_states_wins(tmp_path):
@@ -135,6 +139,13 @@ def repo_processes(repo: Path) -> list[psutil.Process]:
     return found
 
 
+def start_queue(repo: Path) -> None:
+    """`dvc queue start`; its worker outlives it and holds its stdout, so none is captured
+    (capturing would wait for the worker to end)."""
+    subprocess.run(["dvc", "queue", "start"], cwd=repo, env=shell_env(VENV), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+
 def wait_for_queue(repo: Path, seconds: float = 300) -> str:
     deadline = time.monotonic() + seconds
     while True:
@@ -166,18 +177,20 @@ def lock_md5(node, path: str) -> set[str]:
 def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_store):
     repo = tiny_project(tmp_path / "project")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update(steps=1500, log_every=100, eval_every=0, snapshot_every=500)
+    params["train"].update(log_every=100, eval_every=0, snapshot_every=500)
     params["resume"]["checkpoint_every"] = 100
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(repo, "dvc", "repro")
+    sh(repo, "dvc", "repro")  # the baseline: 6 steps
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
+    line = ["-S", "train.lr=3e-4", "-S", "train.steps=1500"]
     try:
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=3e-4", "-n", "first")
-        sh(repo, "dvc", "queue", "start")
-        deadline = time.monotonic() + 300
+        sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "first")
+        start_queue(repo)
+        deadline = time.monotonic() + 600
         while not store.states(resume_store):  # mid-train: a state is saved
-            assert time.monotonic() < deadline, sh(repo, "dvc", "queue", "status")
+            status = sh(repo, "dvc", "queue", "status") if time.monotonic() > deadline else ""
+            assert not status, (status, sh(repo, "dvc", "queue", "logs", "first"))
             time.sleep(0.05)
         for proc in repo_processes(repo):  # the worker dies, as on a preempted machine
             proc.send_signal(signal.SIGKILL)
@@ -185,9 +198,9 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
         saved = torch.load(store.states(resume_store)[0], weights_only=True)["step"]
         assert 0 < saved < 1500
 
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.lr=3e-4", "-n", "again")
-        sh(repo, "dvc", "queue", "start")
-        status = wait_for_queue(repo)
+        sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "again")
+        start_queue(repo)
+        status = wait_for_queue(repo, 900)
         assert "again" in status and "Success" in status, status
         logs = sh(repo, "dvc", "queue", "logs", "again")
         assert f"train: resuming from step {saved} of 1500" in logs, logs
@@ -198,7 +211,7 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
             proc.kill()
     assert store.states(resume_store) == []
     # The same params run uninterrupted in the workspace: the same generator, bit for bit.
-    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=3e-4", "-n", "straight")
+    out = sh(repo, "dvc", "exp", "run", *line, "-n", "straight")
     assert "resuming" not in out
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     hashes = lock_md5(shown, "models/gan.pt")
@@ -206,4 +219,17 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
     straight = next(o["md5"] for o in lock["stages"]["train"]["outs"]
                     if o["path"] == "models/gan.pt")
     assert straight in hashes
-    assert len(hashes) == 2, hashes  # the baseline's and lr 3e-4's, which both runs share
+    assert len(hashes) == 2, hashes  # the baseline's and the line's, which both runs share
+
+
+def test_gan_queue_store_lists_and_cleans_the_store(resume_store, monkeypatch, capsys):
+    from gan import queue
+
+    (resume_store / f"{'a' * 32}.pt").write_bytes(b"not a state")
+    monkeypatch.chdir(ROOT)  # a DVC project whose params.yaml says resume.store: auto
+    assert queue.main(["store"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{resume_store}: 1 state" and out[1].startswith(f"  {'a' * 32}.pt  step ?")
+    assert queue.main(["store", "--clean"]) == 0
+    assert capsys.readouterr().out == f"gan-queue: deleted 1 states from {resume_store}\n"
+    assert store.states(resume_store) == []
