@@ -146,12 +146,15 @@ def start_queue(repo: Path) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
 
 
-def wait_for_queue(repo: Path, seconds: float = 300) -> str:
+def wait_for(repo: Path, name: str, seconds: float = 900) -> str:
+    """The queue's status once experiment ``name`` has ended (the killed one before it stays
+    Running in DVC's records: its worker died with it)."""
     deadline = time.monotonic() + seconds
     while True:
         status = sh(repo, "dvc", "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            return status
+        line = next((row for row in status.splitlines() if f" {name} " in f" {row} "), "")
+        if "Success" in line or "Failed" in line:
+            return line
         assert time.monotonic() < deadline, status
         time.sleep(2)
 
@@ -200,8 +203,8 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
 
         sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "again")
         start_queue(repo)
-        status = wait_for_queue(repo, 900)
-        assert "again" in status and "Success" in status, status
+        status = wait_for(repo, "again")
+        assert "Success" in status, status
         logs = sh(repo, "dvc", "queue", "logs", "again")
         assert f"train: resuming from step {saved} of 1500" in logs, logs
     finally:
