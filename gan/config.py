@@ -1,7 +1,8 @@
 """Typed, frozen, validated params: one dataclass per params.yaml section.
 
 Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
-bounds), ``gt`` (exclusive lower bound) and ``help`` (the text a bad value is told).
+bounds), ``gt`` (exclusive lower bound), ``help`` (the text a bad value is told) and
+``path`` (a string that names a file or folder: any value is allowed).
 A key added after runs were recorded carries ``recorded_when_off=False``: at its default
 (or off) it is left out of what checkpoints record (``to_record``), so the committed runs
 keep their bytes. A key that names an entry of a registry (``model.arch``, ``train.loss``,
@@ -108,7 +109,7 @@ class ResumeConfig:
     """How often training saves its resumable state: no output depends on it."""
 
     checkpoint_every: int = _opt(500, min=0)
-    store: str = _opt("auto")  # gan.store.folder: auto | off | a folder
+    store: str = _opt("auto", path=True)  # gan.store.folder: auto | off | any folder
     store_keep: int = _opt(20, min=1, max=100000)
 
 

@@ -24,6 +24,8 @@ KEYS = [(section, f.name, f) for section, cls in SECTIONS.items() if section in 
 def out_of_range(f: dataclasses.Field):
     """A value of the right type outside what ``f`` allows, or None where all are allowed."""
     meta = f.metadata
+    if meta.get("path"):  # a file or folder: every string is one
+        return None
     if f.type == "str":  # a name, looked up in its registry or among its choices
         return "not-a-choice"
     if "choices" in meta:
