@@ -50,7 +50,7 @@ def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section,
                       str(tmp_path / "log"), "--resume", str(tmp_path / "resume.pt")],
             "sample": ["--checkpoint", str(tmp_path / "c.pt"), "--data", str(tmp_path),
                        "--evolution", str(tmp_path), "--out", str(out), "--pictures",
-                       str(out)],
+                       str(out), "--classifier", str(tmp_path / "j.pt")],
             "plot": ["--log-dir", str(tmp_path), "--out", str(out)]}[stage]
     proc = run_stage(stage, "--params", str(path), *args)
     assert_one_line_error(proc, *fragments)
@@ -60,7 +60,7 @@ def test_bad_params_stop_the_stage_before_work(tmp_path, params, stage, section,
 def test_debug_env_shows_the_traceback(tmp_path, params):
     path = write_params(tmp_path, params, "sample", "n", 0)
     proc = run_stage("sample", "--params", str(path), "--checkpoint", "x", "--data", "x",
-                     "--evolution", "x", "--out", "y", "--pictures", "y",
+                     "--evolution", "x", "--out", "y", "--pictures", "y", "--classifier", "j",
                      env={"GAN_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
@@ -70,7 +70,7 @@ def test_sample_stage_rejects_a_foreign_checkpoint(tmp_path):
     proc = run_stage("sample", "--params", str(ROOT / "params.yaml"), "--checkpoint",
                      str(tmp_path / "foreign.pt"), "--data", str(tmp_path), "--evolution",
                      str(tmp_path), "--out", str(tmp_path / "grid.png"), "--pictures",
-                     str(tmp_path / "pictures"))
+                     str(tmp_path / "pictures"), "--classifier", str(tmp_path / "j.pt"))
     assert_one_line_error(proc, "foreign.pt", "not a checkpoint of this project")
     assert not (tmp_path / "grid.png").exists()
 
@@ -84,7 +84,7 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     params["model"].update(arch="mlp")
     params["train"].update(steps=4, log_every=2, batch_size=16, device="cpu", snapshot_every=3,
                            eval_every=0)
-    params["sample"].update(n=9, real_vs_fake=8)
+    params["sample"].update(n=9, real_vs_fake=8, nearest=4, nearest_pool=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(tmp_path / "params.yaml")]
     ckpt, log_dir = tmp_path / "gan.pt", tmp_path / "live"
@@ -98,7 +98,8 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
         == ["2", "4"]
     assert yaml.safe_load((log_dir / "metrics.json").read_text())["step"] == 4
     config = torch.load(ckpt, weights_only=True)["config"]
-    assert config["train"] == params["train"] and config["train"]["betas"] == [0.0, 0.99]
+    left_off = {k: v for k, v in params["train"].items() if k not in ("augment", "nodes")}
+    assert config["train"] == left_off and config["train"]["betas"] == [0.0, 0.99]
     assert checkpoint.load_generator(ckpt).model.arch == "mlp"
     assert TrainConfig(**{**config["train"], "betas": tuple(config["train"]["betas"])}).steps == 4
 
@@ -106,15 +107,20 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
                                                            "step_000004.png"]
 
     pictures = tmp_path / "pictures"
+    from gan.classifier import train_classifier
+    from gan.config import ClassifierConfig
+    judge = train_classifier(ClassifierConfig(epochs=1, batch_size=16, lr=1e-3, width=4, seed=0),
+                             tiny_split(), tiny_split(n=40, seed=1))
+    torch.save(judge.checkpoint, tmp_path / "judge.pt")
     proc = run_stage("sample", *p, "--checkpoint", str(ckpt), "--data", str(prepared),
                      "--evolution", str(evolution), "--out", str(tmp_path / "g.png"),
-                     "--pictures", str(pictures))
+                     "--pictures", str(pictures), "--classifier", str(tmp_path / "judge.pt"))
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
     assert Image.open(tmp_path / "g.png").size == (3 * 30 + 2, 3 * 30 + 2)
     assert sorted(p.name for p in pictures.iterdir()) == [
-        "arithmetic.png", "evolution.gif", "interpolation.png", "real_vs_fake.png",
-        "real_vs_fake_key.png"]
+        "arithmetic.png", "evolution.gif", "interpolation.png", "nearest_train.png",
+        "real_vs_fake.png", "real_vs_fake_key.png"]
     assert Image.open(pictures / "evolution.gif").n_frames == 2
     assert Image.open(pictures / "real_vs_fake.png").size == (4 * 34 + 6, 4 * 34 + 6)
 
