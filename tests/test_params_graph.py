@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -239,7 +240,9 @@ def test_checkpoint_every_leaves_every_train_output_byte_identical(tmp_path, par
             [sys.executable, "-m", "stages.train", "--params", str(path), "--data", str(prepared),
              "--checkpoint", str(out / "gan.pt"), "--log-dir", str(out / "live"),
              "--evolution", str(out / "evolution"), "--resume", str(tmp_path / f"{every}.pt")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # the same fingerprint: side by side, each needs a resume store of its own
+            env={**os.environ, "GAN_RESUME_STORE": str(tmp_path / f"store_{every}")})
     written = []
     for out, proc in runs.items():
         _, stderr = proc.communicate(timeout=600)
