@@ -145,7 +145,7 @@ def _score_parser() -> argparse.ArgumentParser:
 
 def score_command(args: argparse.Namespace) -> str:
     """The scores of ``args.folder``, as text or one JSON line."""
-    # Imported here: gan-sample does not need the metrics' torchmetrics import.
+    # Imported here: gan-sample needs none of the scoring modules.
     from gan import classifier, data, image_folder, metrics, runtime
     from gan.config import load_section, read_params
 

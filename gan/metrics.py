@@ -17,8 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan.checkpoint import Trained
 from gan.classifier import extract, is_labelled, label_accuracy
@@ -77,6 +75,10 @@ class _Given(nn.Identity):
 
 def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Fréchet distance of two feature sets (N, F) and (M, F), in float64."""
+    # Imported where used, as kid's: torchmetrics' import brings torchvision's and
+    # torch._dynamo's (seconds), which a stage that only extracts features need not pay.
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=_Given(real.shape[1]).eval())
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
@@ -88,6 +90,8 @@ def kid(real: torch.Tensor, fake: torch.Tensor, seed: int,
     """Unbiased polynomial-kernel KID of feature sets: (mean, std) over random subsets."""
     # Subsets of a whole set would all be the same set, and their std zero.
     size = max(2, min(KID_SUBSET_SIZE, real.shape[0] // 2, fake.shape[0] // 2))
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     with warnings.catch_warnings():  # "will save all extracted features in buffer": we know
         warnings.simplefilter("ignore", UserWarning)
         metric = KernelInceptionDistance(feature=_Given(real.shape[1]).eval(),
@@ -266,7 +270,8 @@ def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: n
                  train_data: dict, test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
     """evaluate's scores of CPU images (N, C, S, S) in [-1, 1] (generated, or read from a
     folder by gan-score), with the labels asked for (N,) of a conditional G or None; the
-    floor is N real training images. cfg.n_samples is not read: N is."""
+    floor is N real training images (N test images for ``memorised``). cfg.n_samples is
+    not read: N is."""
     labelled = is_labelled(test_data["classes"])
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
     # The test split's k-NN radii, shared by the samples' and the floor's scores.
@@ -280,11 +285,14 @@ def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: n
                           generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
     real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
     floor = quality(test_feats, real_feats, real_logits, cfg.seed, labelled=labelled, **radii)
-    # Copies of training images, against every one of them; the floor here is the test
-    # split's share, images no model saw (training images would all count as copies).
+    # Copies of training images, against every one of them; the floor here is the share of
+    # as many test images (all of them when N is the split's size or more), images no model
+    # saw: training images would all count as copies.
     train_feats, _ = extract(classifier, train_data["images"], cfg.batch_size)
     scores["memorised"] = memorised(train_feats, fake_feats)
-    floor["memorised"] = memorised(train_feats, test_feats)
+    unseen = torch.randperm(test_feats.shape[0],
+                            generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
+    floor["memorised"] = memorised(train_feats, test_feats[unseen])
     if asked is not None and labelled:
         scores["label_accuracy"] = label_accuracy(fake_logits, asked)
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])

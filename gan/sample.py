@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from torchvision.utils import make_grid
 
 from gan import models
 from gan.config import ModelConfig, SampleConfig, choose
@@ -120,6 +119,10 @@ def pick_real(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 def to_grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """A PIL image of ``images`` (n, C, H, W) in [-1, 1] tiled ``nrow`` per row."""
+    # Imported here: torchvision's import pulls in torch._dynamo, seconds that every stage
+    # importing this module for its checks would pay, though only the drawing ones draw.
+    from torchvision.utils import make_grid
+
     nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
     grid = make_grid(images.clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0)
     pixels = grid.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)  # (C, H, W)

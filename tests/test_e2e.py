@@ -103,13 +103,6 @@ def test_plots_diff_writes_both_revisions_curves(repo):
         assert picture in html
 
 
-def test_forced_repro_reproduces_every_output_bit_for_bit(repo):
-    before = (repo / "dvc.lock").read_text()
-    out = sh(repo, "dvc", "repro", "-f")
-    assert all(ran(out, s) for s in STAGES), out
-    assert (repo / "dvc.lock").read_text() == before
-
-
 def test_bad_param_through_dvc_repro_keeps_the_cached_outputs(repo):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "the run to keep")
@@ -131,39 +124,10 @@ def test_bad_param_through_dvc_repro_keeps_the_cached_outputs(repo):
     assert "up to date" in sh(repo, "dvc", "status")
 
 
-def test_queued_experiments_run_side_by_side(tmp_path):
-    """Two `dvc exp run --queue -S` experiments, two queue workers, both in exp show."""
-    import time
-
-    repo = tiny_project(tmp_path / "sweep")
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "baseline run")
-    for lr in ("3e-4", "5e-4"):
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 240
-    while True:
-        status = sh(repo, "dvc", "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(2)
-    assert status.count("Success") == 2, status
-    sh(repo, "dvc", "queue", "stop", "--kill")
-    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json", "--no-pager"))
-    found = set()
-    for data in exp_records(shown):
-        if data.get("metrics"):
-            metrics = data["metrics"]["metrics/train/metrics.json"]["data"]
-            if metrics.get("step") == 6:
-                found.add(str(data["params"]["params.yaml"]["data"]["train"]["lr"]))
-    assert {"3e-4", "5e-4"} <= found or {"0.0003", "0.0005"} <= found, found
-
-
-def test_pipeline_timer_times_every_stage_and_finds_the_lock_unchanged(repo):
+def test_forced_repro_through_the_pipeline_timer_reproduces_every_output(repo):
     """`python -m benchmarks.pipeline_time`: one forced `dvc repro`, a row per stage, and
-    the same dvc.lock afterwards (the run is deterministic on one machine)."""
+    the same dvc.lock afterwards: every output the same bytes (deterministic on one
+    machine)."""
     sh(repo, "dvc", "repro")  # whatever an earlier test left, the lock now fits the workspace
     before = (repo / "dvc.lock").read_bytes()
     out = sh(repo, "python", "-m", "benchmarks.pipeline_time")

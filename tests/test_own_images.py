@@ -193,19 +193,21 @@ def test_editing_adding_and_deleting_an_image_reruns_download(folder_repo):
     with Image.open(files[3]) as image:
         image.rotate(90).save(files[3])  # edited in place: same name, same size
     assert download_changed(repo)
-    out = sh(repo, "dvc", "repro").stdout
+    # The data stages alone: what comes after them is the rest of the pipeline's business.
+    out = sh(repo, "dvc", "repro", "prepare").stdout
     assert ran(out, "download") and ran(out, "prepare"), out
-    assert status(repo) == {}
+    assert not download_changed(repo)
 
     new = images / "extra.png"
     new.write_bytes(files[5].read_bytes())
     assert download_changed(repo)
     new.unlink()
-    assert status(repo) == {}  # back to what dvc.lock recorded
+    assert not download_changed(repo)  # back to what dvc.lock recorded
     files[7].unlink()
     assert download_changed(repo)
-    out = sh(repo, "dvc", "repro").stdout
+    out = sh(repo, "dvc", "repro", "prepare").stdout
     assert ran(out, "download"), out
+    assert not download_changed(repo)
     prepared = json.loads((repo / "metrics" / "data.json").read_text())
     assert prepared["train"]["count"] + prepared["test"]["count"] == 299
 
