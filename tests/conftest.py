@@ -19,6 +19,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"  # what `bash .ci/run setup` creates
 FASHION_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+# The marks of a test module that runs real dvc commands on Fashion-MNIST in a copy of the
+# project: its `pytestmark`.
+END_TO_END = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
+                       "is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing: run "
+                       "`bash .ci/run setup`"),
+]
 
 
 @pytest.fixture(scope="session", autouse=True)

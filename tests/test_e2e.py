@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FASHION_MIRROR, ROOT, VENV, shell_env, tiny_project
+from conftest import END_TO_END, ROOT, VENV, shell_env, tiny_project
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
-                       "is not installed (.ci/run installs it)"),
-    pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing: run "
-                       "`bash .ci/run setup`"),
-]
+pytestmark = END_TO_END
 
 STAGES = ("download", "prepare", "classifier", "train", "sample", "plot", "evaluate")
 

@@ -14,15 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FASHION_MIRROR, VENV, shell_env, tiny_project
+from conftest import END_TO_END, VENV, shell_env, tiny_project
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not FASHION_MIRROR.is_dir(), reason="Debian's dataset-fashion-mnist "
-                       "is not installed (.ci/run installs it)"),
-    pytest.mark.skipif(not (VENV / "bin" / "dvc").exists(), reason=".venv is missing: run "
-                       "`bash .ci/run setup`"),
-]
+pytestmark = END_TO_END
 
 # A sweep's lrs differ from params.yaml's 0.0032 and from each other's: the same params
 # again are restored from DVC's run cache without training.
