@@ -21,7 +21,8 @@ change it makes is one DVC makes itself.
   and no live worker holds the task (none is left, or each one that could answers DVC's own
   ``celery inspect`` without it). Workers are told apart from other repositories' by their
   celery node name, which DVC derives from this repository's queue folder. A worker that
-  does not answer leaves its tasks running: a task is never called dead on a guess. The
+  does not answer, or two live workers of one name (DVC starts a namesake when a busy one
+  misses its ping), leave their tasks running: a task is never called dead on a guess. The
   queue is read before the processes and the answers and again after them, and only a task
   running in both reads counts: a worker stores a task's result before it lets go of it, so
   one that ends meanwhile reads as ended, and one that starts meanwhile was not running.
@@ -189,22 +190,29 @@ def _ask_workers(queue, nodes: set[str]) -> tuple[set[str], set[str]]:
 
 
 def _judge(queue, running: list[Entry], table) -> dict[str, str]:
-    """{stash rev: why} of the running experiments that no live worker will finish."""
+    """{stash rev: why} of the running experiments that no live worker will finish.
+
+    Workers are counted as processes, not names: `dvc queue start` names a new worker by its
+    number and skips the numbers of the workers that answer its ping, so a busy worker that
+    misses the ping gets a namesake. Both answer celery's inspect under the one name, so
+    their answers cannot be told apart, and a task one of them may hold is left running."""
     live = workers(queue, table)
     execs = exec_runs(queue, table)
-    dead, claimed, undecided = {}, set(), []
+    dead, busy, undecided = {}, set(), []
     for item in running:
         pid = execs.get(item.rev)
         if pid is None:
             undecided.append(item)
         elif table[pid][0] in live:
-            claimed.add(live[table[pid][0]])
+            busy.add(table[pid][0])
         else:
             dead[item.rev] = "its worker is gone; its exec-run runs on, orphaned"
-    free = set(live.values()) - claimed
-    if undecided and not free:
+    free = {live[pid] for pid in live if pid not in busy}
+    if not undecided:
+        return dead
+    if not free:
         dead.update((item.rev, "no live queue worker holds it") for item in undecided)
-    elif undecided:
+    elif len(live) == len(set(live.values())):  # no two workers share a name
         held, answered = _ask_workers(queue, free)
         if answered >= free:
             dead.update((item.rev, "no live queue worker holds it")

@@ -30,6 +30,14 @@ END_TO_END = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules that run real dvc pipelines first, each kept whole and in its order: the
+    workers (pyproject's addopts) take whole files in this order, so the long ones start
+    first and the short ones fill in at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_resume_store(tmp_path_factory) -> Path:
     """The resume store (gan.store) of stages that module-scoped fixtures run: a folder of

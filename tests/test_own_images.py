@@ -165,6 +165,7 @@ def download_changed(repo: Path) -> bool:
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_folder_run_reports_no_class_scores(folder_repo):
     repo, _ = folder_repo
@@ -177,6 +178,7 @@ def test_folder_run_reports_no_class_scores(folder_repo):
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_untouched_folder_reruns_nothing(folder_repo):
     repo, _ = folder_repo
@@ -186,6 +188,7 @@ def test_untouched_folder_reruns_nothing(folder_repo):
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_editing_adding_and_deleting_an_image_reruns_download(folder_repo):
     repo, images = folder_repo
@@ -213,6 +216,7 @@ def test_editing_adding_and_deleting_an_image_reruns_download(folder_repo):
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
     """gan-score of the PNGs gan-sample writes equals evaluate's scoring of the same
@@ -246,6 +250,7 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_gan_score_counts_the_folder_s_training_images_as_copies(folder_repo, tmp_path):
     """The folder the run trained on, scored: each of its training images is its own nearest
@@ -265,6 +270,7 @@ def test_gan_score_counts_the_folder_s_training_images_as_copies(folder_repo, tm
 
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_gan_score_names_an_unreadable_file_and_exits_2(folder_repo, tmp_path):
     repo, images = folder_repo
@@ -283,6 +289,7 @@ def test_gan_score_names_an_unreadable_file_and_exits_2(folder_repo, tmp_path):
 # --- end to end: RGB at 64 px, the DCGAN of Radford et al. ----------------------------------
 
 @needs_mirror
+@pytest.mark.e2e
 @needs_venv
 def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
     """Tinted Fashion-MNIST at 64 px in class subfolders, committed inside the repo (a
