@@ -54,7 +54,8 @@ def queue_status(repo: Path) -> dict[str, str]:
 def wait_for_queue(repo: Path, done, seconds: float = 400,
                    between_runs: bool = False) -> dict[str, str]:
     """Poll `dvc queue status` until ``done(status)``; with ``between_runs`` only while no
-    experiment's exec-run is alive (each `dvc` call costs a second of CPU)."""
+    experiment's exec-run is alive (each `dvc` call costs a second and a half of CPU, taken
+    from the experiments it watches)."""
     deadline, status = time.monotonic() + seconds, {}
     while True:
         if not (between_runs and exec_runs(repo)):
@@ -62,7 +63,7 @@ def wait_for_queue(repo: Path, done, seconds: float = 400,
             if done(status):
                 return status
         assert time.monotonic() < deadline, status
-        time.sleep(2)
+        time.sleep(5)
 
 
 def repo_processes(repo: Path) -> list[psutil.Process]:

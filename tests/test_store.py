@@ -146,15 +146,27 @@ def start_queue(repo: Path) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
 
 
+def exec_running(repo: Path) -> bool:
+    """Whether an experiment of ``repo`` runs: a live `dvc exp exec-run` naming its folder."""
+    root = str(repo)
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if "exec-run" in argv and any(root in arg for arg in argv):
+            return True
+    return False
+
+
 def wait_for(repo: Path, name: str, seconds: float = 900) -> str:
     """The queue's status once experiment ``name`` has ended (the killed one before it stays
-    Running in DVC's records: its worker died with it)."""
-    deadline = time.monotonic() + seconds
+    Running in DVC's records: its worker died with it). `dvc queue status` costs a second and
+    a half of CPU, so it is asked only while no experiment's exec-run is alive."""
+    deadline, status = time.monotonic() + seconds, "an experiment still runs"
     while True:
-        status = sh(repo, "dvc", "queue", "status")
-        line = next((row for row in status.splitlines() if f" {name} " in f" {row} "), "")
-        if "Success" in line or "Failed" in line:
-            return line
+        if not exec_running(repo):
+            status = sh(repo, "dvc", "queue", "status")
+            line = next((row for row in status.splitlines() if f" {name} " in f" {row} "), "")
+            if "Success" in line or "Failed" in line:
+                return line
         assert time.monotonic() < deadline, status
         time.sleep(2)
 
@@ -186,7 +198,7 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
     sh(repo, "dvc", "repro")  # the baseline: 6 steps
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
-    line = ["-S", "train.lr=3e-4", "-S", "train.steps=1500"]
+    line = ["-S", "train.lr=3e-4", "-S", "train.steps=600"]
     try:
         sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "first")
         start_queue(repo)
@@ -199,14 +211,14 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
             proc.send_signal(signal.SIGKILL)
         psutil.wait_procs(repo_processes(repo), timeout=30)
         saved = torch.load(store.states(resume_store)[0], weights_only=True)["step"]
-        assert 0 < saved < 1500
+        assert 0 < saved < 600
 
         sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "again")
         start_queue(repo)
         status = wait_for(repo, "again")
         assert "Success" in status, status
         logs = sh(repo, "dvc", "queue", "logs", "again")
-        assert f"train: resuming from step {saved} of 1500" in logs, logs
+        assert f"train: resuming from step {saved} of 600" in logs, logs
     finally:
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=shell_env(VENV),
                        capture_output=True, timeout=120)
