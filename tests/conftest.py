@@ -11,10 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-import yaml
+# With more than one test worker (pyproject's addopts: one per core), every worker and every
+# process it starts computes on one thread unless OMP_NUM_THREADS says otherwise. Two
+# workers at two threads each put four busy threads on two cores, and OpenMP's threads spin
+# waiting for each other: two tiny pipelines side by side took 99 s that way and 61 s on one
+# thread each (docs/performance.md, "The test suite"). Set before torch loads, which reads
+# it once. Bits still agree wherever a test compares them: both runs are made here.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"  # what `bash .ci/run setup` creates
