@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -39,12 +40,18 @@ END_TO_END = [
 ]
 
 
+# The files that take longest, the longest first (docs/performance.md, "The test suite").
+LONGEST_FIRST = ("test_queue.py", "test_readme.py", "test_store.py", "test_resume.py",
+                 "test_own_images.py", "test_e2e.py", "test_multinode.py", "test_orphan.py",
+                 "test_params_graph.py", "test_stages.py", "test_metrics.py", "test_speed.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """The modules that run real dvc pipelines first, each kept whole and in its order: the
-    workers (pyproject's addopts) take whole files in this order, so the long ones start
-    first and the short ones fill in at the end."""
-    slow = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.path not in slow)  # a stable sort
+    """LONGEST_FIRST's files first, in its order, then the others; each file kept whole and
+    in its order. The workers (pyproject's addopts) take whole files in this order, so the
+    long ones start first and the short ones fill in at the end."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -183,8 +190,27 @@ def tiny_params(path: Path) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def tiny_project(dest: Path) -> Path:
-    """A copy of the project on tiny params, committed as the first commit of its own repo."""
+# Images of a tiny project's folder (tiny_project): 900 to train on, 100 in the test split.
+TINY_IMAGES = 1000
+
+
+@functools.cache
+def fashion_train_split() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fashion-MNIST's training split from Debian's files, read and verified once a worker."""
+    from gan.export_folder import read_split
+
+    return read_split("fashion_mnist", str(FASHION_MIRROR), "train")
+
+
+def tiny_project(dest: Path, folder: bool = True) -> Path:
+    """A copy of the project on tiny params, committed as the first commit of its own repo.
+
+    Its data: the first TINY_IMAGES Fashion-MNIST training images, written as PNGs in class
+    folders inside the project (``tiny_images``, data.dataset image_folder, the path of
+    docs/own_images.md), so that the classifier, sample and evaluate stages and DVC's copies
+    of data/ handle a thousand images, not 70,000. Without ``folder``, the default's data:
+    Fashion-MNIST's IDX files, all of them.
+    """
     repo = copy_project(dest)
     for stale in ("dvc.lock", "metrics"):  # the committed default run is not the tiny one
         target = repo / stale
@@ -193,6 +219,14 @@ def tiny_project(dest: Path) -> Path:
         elif target.exists():
             target.unlink()
     tiny_params(repo / "params.yaml")
+    if folder:
+        from gan.export_folder import export
+
+        export(repo / "tiny_images", *fashion_train_split(), TINY_IMAGES, class_folders=True,
+               tint=False, size=None)
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["data"].update(dataset="image_folder", path="tiny_images")
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = shell_env(venv=None)
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "tiny project"]):

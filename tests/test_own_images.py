@@ -150,7 +150,7 @@ def folder_repo(tmp_path_factory) -> tuple[Path, Path]:
     after its first `dvc repro` (committed)."""
     images = tmp_path_factory.mktemp("own") / "images"
     export(images, "--n", "300")
-    repo = tiny_project(tmp_path_factory.mktemp("project"))
+    repo = tiny_project(tmp_path_factory.mktemp("project"), folder=False)
     set_params(repo, data={"dataset": "image_folder", "path": str(images)},
                classifier={"batch_size": 64}, sample={"real_vs_fake": 8})
     first = sh(repo, "dvc", "repro").stdout
@@ -294,7 +294,7 @@ def test_gan_score_names_an_unreadable_file_and_exits_2(folder_repo, tmp_path):
 def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
     """Tinted Fashion-MNIST at 64 px in class subfolders, committed inside the repo (a
     relative data.path): the whole pipeline runs, and gan-score gives evaluate's keys."""
-    repo = tiny_project(tmp_path / "project")
+    repo = tiny_project(tmp_path / "project", folder=False)
     export(repo / "rgb", "--n", "120", "--classes", "--tint", "--size", "64")
     set_params(repo, data={"dataset": "image_folder", "path": "rgb", "image_size": 64},
                model={"arch": "dcgan", "g_channels": 4, "d_channels": 4},

@@ -46,7 +46,7 @@ def locked(lines: str) -> set[str]:
                     "not installed (.ci/run installs it)")
 def test_readme_first_command_runs_the_whole_pipeline_from_a_fresh_shell(tmp_path):
     command = readme_first_command()
-    repo = tiny_project(tmp_path / "clone")
+    repo = tiny_project(tmp_path / "clone", folder=False)
     env = shell_env(venv=None)
     assert "VIRTUAL_ENV" not in env
     assert not any((Path(entry).parent / "pyvenv.cfg").is_file()
