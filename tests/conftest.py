@@ -178,9 +178,11 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def tiny_params(path: Path) -> None:
-    """Shrink a params.yaml so the whole pipeline runs in about a minute."""
+def tiny_params(path: Path, data: dict | None = None) -> None:
+    """Shrink a params.yaml so the whole pipeline runs in about a minute; ``data``: keys of
+    its data section to set as well."""
     params = yaml.safe_load(path.read_text())
+    params["data"].update(data or {})
     params["model"].update(arch="mlp")
     params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
     params["sample"].update(n=16, nearest_pool=64)
@@ -218,15 +220,13 @@ def tiny_project(dest: Path, folder: bool = True) -> Path:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    tiny_params(repo / "params.yaml")
     if folder:
         from gan.export_folder import export
 
         export(repo / "tiny_images", *fashion_train_split(), TINY_IMAGES, class_folders=True,
                tint=False, size=None)
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["data"].update(dataset="image_folder", path="tiny_images")
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tiny_params(repo / "params.yaml",
+                {"dataset": "image_folder", "path": "tiny_images"} if folder else None)
     env = shell_env(venv=None)
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "tiny project"]):
