@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -98,9 +99,16 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
     lock = Path(path).with_name(Path(path).name + ".lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a link: a planted one would have the pid written into its target.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise GanError(f"{lock}: a symbolic link where a lock file belongs; locks are "
+                           "never opened through a link: remove it") from None
         raise (write_error(lock, exc) or exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise GanError(f"{lock}: not a regular file where a lock file belongs: remove it")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

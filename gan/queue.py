@@ -475,15 +475,23 @@ def store_command(repo, args: argparse.Namespace) -> int:
     if folder is None:
         print("gan-queue: resume.store is off: no state is kept outside the workspace")
         return 0
+    if folder.is_dir() and not store.marked(folder):
+        raise GanError(f"{folder}: not a resume store (no {store.MARK} in it: the store has "
+                       "written nothing there); nothing listed or deleted")
     if args.clean:
         gone, left = store.clean(folder)
         kept = f"; {left} in use by a running stage kept" if left else ""
         print(f"gan-queue: deleted {gone} states from {folder}{kept}")
-        return 0
-    lines = store.describe(folder)
-    print(f"{folder}: {len(lines)} state{'s' if len(lines) != 1 else ''}")
-    for line in lines:
-        print(f"  {line}")
+    else:
+        lines = store.describe(folder)
+        print(f"{folder}: {len(lines)} state{'s' if len(lines) != 1 else ''}")
+        for line in lines:
+            print(f"  {line}")
+    skipped = store.foreign(folder)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"gan-queue: left alone {len(skipped)} entries of {folder} that the store did "
+              f"not write: {shown}")
     return 0
 
 

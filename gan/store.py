@@ -13,25 +13,48 @@ first. ``gan-queue store`` lists it, ``gan-queue store --clean`` empties it.
 ``resume.store``: ``auto`` is ``$GAN_RESUME_STORE`` when set, else
 ``$XDG_CACHE_HOME/gan-pipeline/resume`` (``~/.cache/...`` without XDG_CACHE_HOME); ``off``
 keeps states in the workspace only; anything else is the folder itself.
+
+The store owns only what it wrote. Its folder carries a mark (the file ``MARK``), written
+when the store takes a new or empty folder (or one holding only names the store gives), and
+a folder holding anything else is refused before training. Inside it the store touches only
+regular files named ``<32 hex digits>.pt`` and their ``.lock`` files: never a link, never
+another name (listed as skipped). Locks are opened without following links.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
+import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gan.errors import GanError
+
 SUFFIX = ".pt"
+MARK = ".gan-resume-store"  # the file that makes a folder the store's
+MARK_TEXT = (b"The resume store of gan-pipeline (gan/store.py). It deletes only regular files "
+             b"named <32 hex digits>.pt here, and their .lock files.\n")
+STATE_NAME = re.compile(r"[0-9a-f]{32}\.pt")
+# Names the store gives: its states, their locks, the temporary files of gan.io.write_atomic
+# (".<name>.<pid>.<random>.tmp") and of gan.io.check_writable (".probe.<pid>.<random>.tmp").
+OWN_NAME = re.compile(r"[0-9a-f]{32}\.pt(\.lock)?|\.[0-9a-f]{32}\.pt\.[^/]*\.tmp"
+                      r"|\.probe\.[0-9]+\.[^/]*\.tmp")
 
 
 def folder(setting: str) -> Path | None:
     """The store's folder for a ``resume.store`` value, or None when it is ``off``."""
     if setting == "off":
         return None
+    if not setting.strip():
+        raise GanError(f"resume.store: got {setting!r}, expected auto, off or a folder (an "
+                       "empty value would put the store in the project's own folder)")
     if setting != "auto":
         return Path(setting).expanduser()
     if os.environ.get("GAN_RESUME_STORE"):
@@ -49,22 +72,105 @@ def state_path(store: Path, fingerprint: dict[str, Any]) -> Path:
     return Path(store) / f"{key(fingerprint)}{SUFFIX}"
 
 
-def states(store: Path) -> list[Path]:
-    """The store's states, the most recently written first."""
-    store = Path(store)
-    if not store.is_dir():
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (a link to one is not)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def marked(store: Path) -> bool:
+    """Whether ``store`` carries the store's mark (a regular file, not a link)."""
+    return _regular(Path(store) / MARK)
+
+
+def _entries(store: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(store))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [p for p in store.iterdir() if p.suffix == SUFFIX and p.is_file()]
-    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
+def states(store: Path) -> list[Path]:
+    """The store's states, the most recently written first: regular files named by a
+    fingerprint in a marked folder, nothing else."""
+    store = Path(store)
+    if not marked(store):
+        return []
+    found = [store / name for name in _entries(store)
+             if STATE_NAME.fullmatch(name) and _regular(store / name)]
+    return sorted(found, key=lambda p: (p.lstat().st_mtime_ns, p.name), reverse=True)
+
+
+def foreign(store: Path) -> list[str]:
+    """Names in ``store`` that the store did not write and never touches: other names, and
+    links or folders under its own names."""
+    store = Path(store)
+    return [name for name in _entries(store)
+            if not ((OWN_NAME.fullmatch(name) or name == MARK) and _regular(store / name))]
+
+
+def _same_or_inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def open_store(store: Path, avoid: Sequence[Path] = ()) -> list[str]:
+    """Check ``store`` before training and mark it as the store's; the names in it that the
+    store leaves alone (see ``foreign``). One GanError when the store would be a file, a
+    link loop, one of ``avoid`` (the project's folder and output folders) or a folder that
+    holds what the store did not write."""
+    store = Path(store)
+    try:
+        real = store.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13's link loop
+        raise GanError(f"resume.store: {store}: cannot be resolved ({exc}); a symbolic link "
+                       "loop? Point it at a folder") from None
+    for folder in avoid:
+        theirs = Path(folder).resolve()
+        if _same_or_inside(theirs, real):
+            raise GanError(f"resume.store: {store} is (or holds) the project's {folder}; the "
+                           "store deletes old states, so give it a folder of its own "
+                           "(default: auto)")
+    try:
+        real.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise GanError(f"resume.store: {store} is a file or lies under one; it must be a "
+                       "folder") from None
+    except OSError as exc:
+        raise GanError(f"resume.store: {store}: cannot make the folder "
+                       f"({os.strerror(exc.errno or 0).lower()})") from None
+    if marked(real):
+        return foreign(real)
+    others = foreign(real)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise GanError(f"resume.store: {store} holds {len(others)} entries the store did not "
+                       f"write ({shown}) and no {MARK}; the store deletes old states, so give "
+                       "it a new or empty folder of its own")
+    try:
+        fd = os.open(real / MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:  # another stage marked it meanwhile
+        return foreign(real)
+    except OSError as exc:
+        raise GanError(f"resume.store: {store}: cannot write {MARK} in it "
+                       f"({os.strerror(exc.errno or 0).lower()})") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(MARK_TEXT)
+    return []
 
 
 def _in_use(path: Path) -> bool:
     """Whether a train stage holds the lock of the state at ``path`` (gan.io.exclusive)."""
     lock = path.with_name(path.name + ".lock")
     try:
-        fd = os.open(lock, os.O_RDWR)
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link: no stage of ours locks through one
+            return False
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
@@ -76,10 +182,12 @@ def _in_use(path: Path) -> bool:
 
 def remove(path: Path) -> bool:
     """Delete a state and its lock file unless a train stage is using it; whether it went."""
-    if _in_use(path):
+    if not _regular(path) or _in_use(path):
         return False
     path.unlink(missing_ok=True)
-    path.with_name(path.name + ".lock").unlink(missing_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    if _regular(lock):
+        lock.unlink(missing_ok=True)
     return True
 
 
@@ -96,7 +204,6 @@ def prune(store: Path, keep: int, current: Path | None = None) -> list[Path]:
 def describe(store: Path) -> list[str]:
     """One line per stored state: its name, step, size and age, the newest first."""
     from gan.checkpoint import FORMAT  # torch only for this listing
-    from gan.errors import GanError
     from gan.io import read_checkpoint
 
     lines = []
@@ -106,10 +213,10 @@ def describe(store: Path) -> list[str]:
             step = read_checkpoint(path, FORMAT, "resume state")["step"]
         except (GanError, KeyError, TypeError):
             step = "?"
-        stat = path.stat()
-        hours = (now - stat.st_mtime) / 3600
+        info = path.lstat()
+        hours = (now - info.st_mtime) / 3600
         used = ", in use" if _in_use(path) else ""
-        lines.append(f"{path.name}  step {step}  {stat.st_size / 2**20:.1f} MB  "
+        lines.append(f"{path.name}  step {step}  {info.st_size / 2**20:.1f} MB  "
                      f"{hours:.1f} h old{used}")
     return lines
 

@@ -182,9 +182,13 @@ class StopVote:
             dist.barrier(group=self.group)
 
 
-def _load_resume(path: Path, parts: dict[str, str], world: int,
+def _load_resume(path: Path, parts: dict[str, str], world: int, steps: int,
                  say: Callable[[str], None]) -> dict | None:
     """The saved state at ``path`` if this very run made it, else None (and one line why)."""
+    if path.is_symlink():  # a state is never read through a link (out of a shared store)
+        say(f"train: ignoring {path}: a symbolic link, which is never followed; starting "
+            f"from step 0")
+        return None
     try:
         # As data, never as code: a crafted pickle cannot run anything here.
         saved = read_checkpoint(path, checkpoint.FORMAT)
@@ -198,6 +202,11 @@ def _load_resume(path: Path, parts: dict[str, str], world: int,
     if len(saved["ranks"]) != world:  # the fingerprint's device part counts processes too
         say(f"train: ignoring {path}: it was made by {len(saved['ranks'])} processes, not "
             f"{world}; starting from step 0")
+        return None
+    step = saved.get("step")
+    if type(step) is not int or not 0 <= step <= steps:
+        say(f"train: ignoring {path}: its step {step!r} does not fit a run of {steps} steps; "
+            f"starting from step 0")
         return None
     return saved
 
@@ -218,8 +227,9 @@ def _resume(state: TrainingState, paths: Sequence[Path], on_log: LogFn | None,
     """Load the latest state this very run saved at one of ``paths`` (the workspace's file,
     the resume store's) into ``state``, then replay its log to ``on_log`` so the log has no
     gap and no repeated step."""
-    found = [(saved, path) for path in paths if path.is_file()
-             for saved in [_load_resume(path, state.fingerprint, state.where.world, say)]
+    found = [(saved, path) for path in paths if path.is_file() or path.is_symlink()
+             for saved in [_load_resume(path, state.fingerprint, state.where.world,
+                                        state.train_cfg.steps, say)]
              if saved is not None]
     if not found:
         return
@@ -266,13 +276,26 @@ def _run_hooks(state: TrainingState, hooks: Sequence[Hook], on_log: LogFn | None
                 on_log(step, metrics)
 
 
-def _save(state: TrainingState, paths: Sequence[Path]) -> None:
-    """Write the resumable state to each of ``paths`` (rank 0; every rank must call this)."""
+def _save(state: TrainingState, paths: Sequence[Path], kept: Path | None) -> list[Path]:
+    """Write the resumable state to each of ``paths`` (rank 0; every rank must call this);
+    the paths to write next time. A store that cannot take it (full, read-only) is dropped
+    with one warning: the run goes on, its state kept in the workspace."""
     _check_finite(state.nets, state.step)
     saved = state.state_dict()
-    if saved is not None:
-        for path in paths:
+    if saved is None:
+        return list(paths)
+    left = []
+    for path in paths:
+        try:
             save_checkpoint(saved, path)
+        except GanError as exc:
+            if path != kept:
+                raise
+            print(f"warning: resume.store: {exc}; training goes on, its state saved in the "
+                  f"workspace only", file=sys.stderr)
+            continue
+        left.append(path)
+    return left
 
 
 def _interrupted(step: int, steps: int, path: Path | None) -> Interrupted:
@@ -316,8 +339,12 @@ def train(
     parts = fingerprint(seed, model_cfg, train_cfg, data, where, fingerprint_parts)
     state = build_state(model_cfg, train_cfg, seed, data, where, LOG_KEYS, hooks, parts)
     gan_step = GanStep(model_cfg, train_cfg, state.nets, state.opts, where, state.augment)
-    kept = store.state_path(resume_store, parts) if resume_store is not None else None
+    kept = None
+    if resume_store is not None:
+        store.open_store(resume_store)
+        kept = store.state_path(resume_store, parts)
     paths = [Path(p) for p in (resume_path, kept) if p is not None]
+    writes = list(paths)
     _resume(state, paths, on_log, say)
     start, steps = state.step, train_cfg.steps
     _check_same_start(start, where, resume_path)
@@ -340,8 +367,8 @@ def train(
             stop = stop_asked()  # the same answer on every rank
             scheduled = bool(checkpoint_every) and step % checkpoint_every == 0 and step < steps
             if paths and (stop or scheduled):
-                _save(state, paths)  # a collective with several ranks
-                if kept is not None and where.rank == 0:
+                writes = _save(state, writes, kept)  # a collective with several ranks
+                if kept in writes and where.rank == 0:
                     store.prune(resume_store, store_keep, kept)
             if stop:
                 stop_asked.barrier()  # no rank leaves before rank 0 has written the state

@@ -110,8 +110,14 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
 
 def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
     kept = store.folder(resume_cfg.store)
-    for folder in (args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution,
-                   kept):
+    outputs = [args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution]
+    if kept is not None:  # never the project's folder or an output's: it deletes states
+        others = store.open_store(kept, [Path.cwd(), *filter(None, outputs)])
+        if others:
+            print(f"warning: resume.store: {kept}: {len(others)} entries the store did not "
+                  f"write are left alone ({', '.join(others[:3])}"
+                  f"{', ...' if len(others) > 3 else ''})", file=sys.stderr)
+    for folder in (*outputs, kept):
         if folder is not None:
             io.check_writable(folder)
     # One trainer per state: a second one (a stray process, a second dvc repro) would

@@ -79,6 +79,7 @@ def test_prune_keeps_the_newest_states_and_never_one_in_use(tmp_path):
     from gan.io import exclusive
 
     paths = []
+    store.open_store(tmp_path)
     for i in range(5):
         path = tmp_path / f"{i:032x}.pt"
         path.write_bytes(b"x")
@@ -240,6 +241,7 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
 def test_gan_queue_store_lists_and_cleans_the_store(resume_store, monkeypatch, capsys):
     from gan import queue
 
+    store.open_store(resume_store)
     (resume_store / f"{'a' * 32}.pt").write_bytes(b"not a state")
     monkeypatch.chdir(ROOT)  # a DVC project whose params.yaml says resume.store: auto
     assert queue.main(["store"]) == 0
@@ -248,3 +250,168 @@ def test_gan_queue_store_lists_and_cleans_the_store(resume_store, monkeypatch, c
     assert queue.main(["store", "--clean"]) == 0
     assert capsys.readouterr().out == f"gan-queue: deleted 1 states from {resume_store}\n"
     assert store.states(resume_store) == []
+
+
+# Faults, round two (docs/faults.md, "The resume store"): the store owns only what it wrote.
+
+def _user_files(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"run_01.pt": b"a user's checkpoint", f"{'b' * 32}.pt.bak": b"notes"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_a_folder_holding_what_the_store_did_not_write_is_refused_and_left_alone(tmp_path):
+    from gan.errors import GanError
+
+    theirs = tmp_path / "checkpoints"
+    files = _user_files(theirs)
+    with pytest.raises(GanError, match=r"^resume\.store: .*checkpoints holds 2 entries the "
+                                       r"store did not write \(.*run_01\.pt\)"):
+        store.open_store(theirs)
+    with pytest.raises(GanError, match="did not write"):
+        train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=theirs,
+                    checkpoint_every=3)
+    assert store.states(theirs) == [] and store.clean(theirs) == (0, 0)
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == files
+    # A new or empty folder is marked as the store's; one holding only the store's own
+    # names (a store from before the mark) is adopted.
+    assert store.open_store(tmp_path / "new") == [] and store.marked(tmp_path / "new")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / f"{'c' * 32}.pt").write_bytes(b"x")
+    assert store.open_store(tmp_path / "old") == [] and store.marked(tmp_path / "old")
+
+
+def test_prune_and_clean_touch_only_the_stores_own_regular_files(tmp_path, resume_store,
+                                                                 monkeypatch, capsys):
+    from gan import queue
+
+    assert store.open_store(resume_store) == []
+    files = _user_files(resume_store)  # put there after the store marked its folder
+    victim = tmp_path / "victim.pt"
+    victim.write_bytes(b"not the store's")
+    (resume_store / f"{'d' * 32}.pt").symlink_to(victim)  # a link under the store's name
+    (resume_store / f"{'e' * 32}.pt").write_bytes(b"x")
+    assert store.states(resume_store) == [resume_store / f"{'e' * 32}.pt"]
+    assert store.prune(resume_store, keep=1) == []
+    monkeypatch.chdir(ROOT)
+    assert queue.main(["store", "--clean"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"gan-queue: deleted 1 states from {resume_store}",
+                   f"gan-queue: left alone 3 entries of {resume_store} that the store did not "
+                   f"write: {'b' * 32}.pt.bak, {'d' * 32}.pt, run_01.pt"]
+    assert victim.read_bytes() == b"not the store's"
+    assert (resume_store / f"{'d' * 32}.pt").is_symlink()
+    for name, data in files.items():
+        assert (resume_store / name).read_bytes() == data
+    # A folder the store never marked: nothing is listed or deleted, in one line.
+    (resume_store / store.MARK).unlink()
+    assert queue.main(["store", "--clean"]) == 2
+    assert capsys.readouterr().err == (f"error: {resume_store}: not a resume store (no "
+                                       f"{store.MARK} in it: the store has written nothing "
+                                       f"there); nothing listed or deleted\n")
+
+
+def _stage_args(project: Path):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(checkpoint=project / "models" / "gan.pt",
+                           log_dir=project / "metrics" / "train",
+                           resume=project / ".resume" / "train.pt",
+                           evolution=project / "outputs" / "evolution", data=project / "data",
+                           classifier=None)
+
+
+@pytest.mark.parametrize("where", ["models", "project", "file", "under_file", "empty", "loop"])
+def test_a_store_that_cannot_be_the_stores_is_refused_before_training(where, tmp_path,
+                                                                      monkeypatch):
+    from gan.config import ResumeConfig
+    from gan.errors import GanError
+    from stages import train as train_stage
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "a_file").write_text("mine")
+    monkeypatch.chdir(project)
+    setting, expected = {
+        "models": ("models", r"resume\.store: models is \(or holds\) the project's .*models"),
+        "project": (str(tmp_path), r"resume\.store: .* is \(or holds\) the project's "),
+        "file": ("a_file", r"resume\.store: a_file is a file or lies under one"),
+        "under_file": ("a_file/store", r"resume\.store: a_file/store is a file or lies under"),
+        "empty": ("", r"resume\.store: got '', expected auto, off or a folder"),
+        "loop": ("loop", r"resume\.store: loop: "),
+    }[where]
+    (project / "loop").symlink_to(project / "loop")
+    with pytest.raises(GanError, match="^" + expected) as caught:
+        train_stage.fit(_stage_args(project), 1, MODEL, CFG, None, ResumeConfig(store=setting))
+    assert "\n" not in str(caught.value)
+    assert (project / "a_file").read_text() == "mine"
+    assert not (project / "models" / store.MARK).exists()
+
+
+def test_a_lock_or_state_that_is_a_link_is_never_followed(tmp_path, resume_store):
+    from gan.errors import GanError
+    from gan.io import exclusive
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    store.open_store(resume_store)
+    state = resume_store / f"{'f' * 32}.pt"
+    (resume_store / f"{state.name}.lock").symlink_to(victim)
+    with pytest.raises(GanError, match=r"\.pt\.lock: a symbolic link where a lock file "
+                                       r"belongs; .* remove it$"):
+        with exclusive(state, "a train stage"):
+            pass
+    assert victim.read_text() == "precious\n"
+    assert not store._in_use(state)
+    # A state linked into the store from outside it is not read.
+    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=resume_store,
+                        checkpoint_every=3)
+    outside = tmp_path / "outside.pt"
+    first.store_path.rename(outside)
+    first.store_path.symlink_to(outside)
+    said = []
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=resume_store,
+                        checkpoint_every=0, say=said.append)
+    assert again.resumed_from == 0
+    assert said == [f"train: ignoring {first.store_path}: a symbolic link, which is never "
+                    f"followed; starting from step 0"]
+
+
+def test_a_state_whose_step_is_past_the_runs_length_is_refused_in_one_line(tmp_path):
+    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
+                        checkpoint_every=3)
+    saved = torch.load(first.store_path, weights_only=True)
+    torch.save({**saved, "step": 10**9}, first.store_path)
+    said = []
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
+                        checkpoint_every=0, say=said.append)
+    assert again.resumed_from == 0 and again.checkpoint["step"] == 6
+    assert said == [f"train: ignoring {first.store_path}: its step 1000000000 does not fit a "
+                    f"run of 6 steps; starting from step 0"]
+
+
+def test_a_full_store_warns_once_and_the_run_goes_on_with_its_workspace_state(
+        tmp_path, monkeypatch, capsys):
+    from gan.errors import GanError
+
+    real_save = train.save_checkpoint
+    kept = tmp_path / "store"
+
+    def full_store(value, path):
+        if Path(path).parent == kept:
+            raise GanError(f"{path}: cannot write it: no space left on the device")
+        real_save(value, path)
+
+    monkeypatch.setattr(train, "save_checkpoint", full_store)
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 8})
+    result = train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=kept,
+                         resume_path=tmp_path / "ws" / "train.pt", checkpoint_every=2)
+    assert result.checkpoint["step"] == 8
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: resume.store: {result.store_path}: cannot write it: no space left on the "
+        "device; training goes on"), warnings
+    assert torch.load(tmp_path / "ws" / "train.pt", weights_only=True)["step"] == 6
+    assert store.states(kept) == []
