@@ -28,10 +28,14 @@ change it makes is one DVC makes itself.
   one that ends meanwhile reads as ended, and one that starts meanwhile was not running.
 - **Retry.** Each failed or dead experiment is re-queued as itself: its stash commit (same
   baseline, code and params, same name) goes back on DVC's stash ref and a new celery task
-  for it is sent, as ``dvc exp run --queue`` does. Before that, what is left of the old
-  attempt goes: a dead task is marked failed (what ``dvc queue kill`` does to a task whose
-  process is gone), leftover processes in its temporary folder are stopped, and the entry is
-  removed as ``dvc queue remove`` removes it, so it is listed once. The log of the old
+  for it is sent, as ``dvc exp run --queue`` does. All of it happens under DVC's own lock of
+  the stash refs, taken before anything changes: a busy stash leaves the experiment as it
+  was (one line with DVC's whole message), and of two retries at once the second finds it
+  queued already. Before that, what is left of the old attempt goes: a dead task is marked
+  failed (what ``dvc queue kill`` does to a task whose process is gone), the ``exec-run``
+  DVC recorded for it (pid and start time) is stopped with the processes it started, and
+  nothing else, and the entry is removed as ``dvc queue remove`` removes it, so it is
+  listed once. Its temporary folder goes unless a process still works in it. The log of the old
   attempt stays; the new one appends to it (``dvc queue logs``). Then the queue is started
   (``dvc queue start -j N``) and, with ``--wait``, watched until nothing is queued or
   running, one line per retried experiment as it ends.
@@ -303,31 +307,51 @@ def status_command(repo, args: argparse.Namespace) -> int:
     return 0
 
 
-def stop_leftovers(queue, item: Entry, table) -> str | None:
-    """Stop what still runs of a dead experiment (an orphaned exec-run and its stages,
-    anything working in its temporary folder); return that folder if it is DVC's."""
+def recorded_exec_run(queue, rev: str, table) -> int | None:
+    """The pid of the ``exec-run`` DVC recorded for ``rev`` if that very process still runs:
+    the pid in ``<rev>.json`` (written once the process started), whose argv names the rev's
+    infofile and which started before the record was written (a reused pid starts later)."""
     import psutil
 
+    record = Path(queue.pid_dir, rev, rev + ".json")
     try:
-        root = os.path.realpath(queue._load_info(item.rev).root_dir)
-    except (OSError, ValueError, TypeError, KeyError):
-        root = None
+        pid = int(json.loads(record.read_text())["pid"])
+        written = record.stat().st_mtime
+        started = psutil.Process(pid).create_time()
+    except (OSError, ValueError, TypeError, KeyError, psutil.Error):
+        return None
+    if pid not in table or exec_runs(queue, {pid: table[pid]}).get(rev) != pid:
+        return None
+    return pid if started <= written + 1.0 else None  # create_time is read from clock ticks
+
+
+def _temp_folder(queue, rev: str) -> str | None:
+    """The experiment's temporary workspace if it is one of DVC's under .dvc/tmp/exps."""
+    try:
+        root = os.path.realpath(queue._load_info(rev).root_dir)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
     exps = os.path.realpath(os.path.dirname(queue.pid_dir))
-    if root is not None and os.path.dirname(root) != exps:
-        root = None  # never touch a folder outside .dvc/tmp/exps
-    pids = {pid for pid, (_, _, cwd) in table.items()
-            if root and (cwd == root or cwd.startswith(root + os.sep))}
-    pids.update(pid for rev, pid in exec_runs(queue, table).items() if rev == item.rev)
+    return root if os.path.dirname(root) == exps else None  # never a folder outside it
+
+
+def stop_leftovers(queue, item: Entry, table) -> None:
+    """Stop what still runs of a dead experiment: the exec-run DVC recorded for it (see
+    ``recorded_exec_run``) and the processes it started; nothing else, whatever folder it
+    works in (a user's shell in the temporary workspace is the user's)."""
+    import psutil
+
+    pid = recorded_exec_run(queue, item.rev, table)
     procs = []
-    for pid in pids:
+    if pid is not None:
         try:
             proc = psutil.Process(pid)
-            procs.extend([proc, *proc.children(recursive=True)])
+            procs = [proc, *proc.children(recursive=True)]
         except psutil.Error:
-            continue
+            procs = []
     for proc in procs:
         try:
-            proc.terminate()
+            proc.terminate()  # psutil checks the start time: a reused pid is not signalled
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(procs, timeout=10)
@@ -337,23 +361,49 @@ def stop_leftovers(queue, item: Entry, table) -> str | None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
-    return root
 
 
-def requeue(queue, item: Entry, table) -> None:
-    """Put a failed or dead experiment's own stash commit back in DVC's queue, once."""
-    from dvc.repo.experiments.queue.tasks import run_exp
+def _still_to_retry(queue, item: Entry) -> bool:
+    """Whether ``item`` is still the failed or running task it was (not queued again by
+    another gan-queue retry meanwhile)."""
+    now = next((e for e in snapshot(queue) if e.rev == item.rev), None)
+    return now is not None and now.state in ("failed", "running") and now.task_id == item.task_id
+
+
+def requeue(queue, item: Entry, table) -> bool:
+    """Put a failed or dead experiment's own stash commit back in DVC's queue, once; False
+    when another retry did meanwhile. Everything happens under DVC's lock of the queue's
+    stash refs, taken first: a busy stash (a ``dvc exp run --queue`` elsewhere) changes
+    nothing, and of two retries at once the second finds the experiment queued."""
+    from dvc.lock import LockError
+    from dvc.repo.experiments.refs import CELERY_FAILED_STASH
     from dvc.repo.experiments.utils import get_exp_rwlock
+
+    try:
+        queue.scm.resolve_commit(item.rev)
+    except Exception:  # noqa: BLE001 - scmrepo raises its own errors for a missing object
+        raise GanError(f"{item.name}: its stash commit {item.rev[:7]} is gone from "
+                       "git; queue it again with dvc exp run --queue") from None
+    try:
+        with get_exp_rwlock(queue.repo, writes=[queue.ref, CELERY_FAILED_STASH]):
+            if not _still_to_retry(queue, item):
+                return False
+            _replace(queue, item, table)
+    except LockError as exc:
+        raise GanError(f"{item.name}: left as it was ({item.state}): "
+                       f"{' '.join(str(exc).split())}") from None
+    return True
+
+
+def _replace(queue, item: Entry, table) -> None:
+    """Remove what is left of the old attempt and queue the experiment's commit again."""
+    from dvc.repo.experiments.queue.tasks import run_exp
     from dvc.utils.fs import remove
 
     entry = item.entry
-    try:
-        queue.scm.resolve_commit(entry.stash_rev)
-    except Exception:  # noqa: BLE001 - scmrepo raises its own errors for a missing object
-        raise GanError(f"{item.name}: its stash commit {entry.stash_rev[:7]} is gone from "
-                       "git; queue it again with dvc exp run --queue") from None
-    root = stop_leftovers(queue, item, table) if item.state == "dead" else None
+    root = _temp_folder(queue, item.rev) if item.state == "dead" else None
     if item.state == "dead":  # what `dvc queue kill` does to a task whose process is gone
+        stop_leftovers(queue, item, table)
         queue.celery.backend.mark_as_failure(item.task_id, None)
     queue.remove([entry.stash_rev])  # as `dvc queue remove`: message, result, failed stash
     # A task its worker took but never set up (a worker stopped right after taking it) still
@@ -366,12 +416,15 @@ def requeue(queue, item: Entry, table) -> None:
     for ext in (".json", ".pid", ".run"):  # the old attempt's process record; its log stays
         stale = Path(queue.pid_dir, entry.stash_rev, entry.stash_rev + ext)
         stale.unlink(missing_ok=True)
-    if root and os.path.isdir(root):
+    users = sorted(pid for pid, (_, _, cwd) in _processes().items()
+                   if root and (cwd == root or cwd.startswith(root + os.sep)))
+    if users:
+        print(f"gan-queue: left {root} in place: process {users[0]} works in it", flush=True)
+    elif root and os.path.isdir(root):
         remove(root)
     message = queue.stash.format_message(entry.head_rev or entry.baseline_rev,
                                          entry.baseline_rev, entry.name, entry.branch)
-    with get_exp_rwlock(queue.repo, writes=[queue.ref]):
-        queue.scm.set_ref(queue.ref, entry.stash_rev, message=f"commit: {message}")
+    queue.scm.set_ref(queue.ref, entry.stash_rev, message=f"commit: {message}")
     queue.celery.signature(run_exp.s(entry.asdict(), **item.kwargs)).delay()
 
 
@@ -444,7 +497,10 @@ def retry_command(repo, args: argparse.Namespace) -> int:
     table = _processes()
     for item in targets:
         params = differs(repo, item, workspace, files) or "the workspace's params"
-        requeue(queue, item, table)
+        if not requeue(queue, item, table):
+            print(f"{item.name}: already queued again (by another gan-queue retry?); left as "
+                  "it is", flush=True)
+            continue
         why = f" ({item.why})" if item.why else ""
         print(f"{item.name}: was {item.state}{why}; queued again: {params}", flush=True)
     if not args.no_start:

@@ -88,3 +88,128 @@ def test_another_repositorys_workers_are_not_counted(tmp_path):
     table = {10: worker(queue, 1), 11: other, 20: exec_run(queue, 10, "a")}
     verdict = q._judge(queue, [running("a", "task-a"), running("b", "task-b")], table)
     assert verdict == {"b": "no live queue worker holds it"}
+
+
+# gan-queue retry, on a queue made up here (docs/faults.md, "gan-queue"): it takes DVC's lock
+# of the stash before it changes anything, queues an experiment once, and stops only the
+# processes DVC recorded for it.
+
+class Message:
+    def __init__(self, task: str):
+        self.headers, self.delivery_tag = {"id": task}, None
+
+    def decode(self):
+        return (), {}, None
+
+
+class FakeQueue:
+    """DVC's celery queue as retry reads and changes it, in memory: ``queued`` holds the
+    revs on the stash, ``processed`` {rev: task id} the taken ones; ``ready`` says whether their
+    tasks ended (failed, no result) or still run."""
+
+    ref = "refs/exps/celery/stash"
+
+    def __init__(self, tmp_path: Path, rev: str, ready: bool = True):
+        from dvc.fs import localfs
+
+        dvc_tmp = tmp_path / ".dvc" / "tmp"
+        self.pid_dir = str(dvc_tmp / "exps" / "run")
+        self.root = dvc_tmp / "exps" / "tmpworkspace"  # the experiment's temporary workspace
+        self.root.mkdir(parents=True)
+        self.repo = SimpleNamespace(tmp_dir=str(dvc_tmp), fs=localfs, config={"core": {}})
+        self.queued: set[str] = set()
+        self.processed = {rev: "task-1"}
+        self.sent, self.removed, self.ready = [], [], ready
+        self.scm = SimpleNamespace(resolve_commit=lambda r: r,
+                                   set_ref=lambda ref, r, message: self.queued.add(r))
+        self.celery = SimpleNamespace(
+            AsyncResult=lambda task: SimpleNamespace(ready=lambda: self.ready,
+                                                     forget=lambda: None),
+            backend=SimpleNamespace(mark_as_failure=lambda task, _: None),
+            signature=lambda sig: SimpleNamespace(delay=lambda: self.sent.append(sig)))
+        self.stash = SimpleNamespace(format_message=lambda *a: "message")
+
+    def entry(self, rev: str):
+        return SimpleNamespace(stash_rev=rev, name="exp-1", head_rev=None, baseline_rev="b",
+                               branch=None, asdict=lambda: {"stash_rev": rev})
+
+    def iter_queued(self):
+        return [self.entry(rev) for rev in sorted(self.queued)]
+
+    def _iter_processed(self):
+        return [(Message(task), self.entry(rev)) for rev, task in self.processed.items()]
+
+    def _load_info(self, rev):
+        return SimpleNamespace(result=None, root_dir=str(self.root))
+
+    def remove(self, revs):
+        self.removed.extend(revs)
+        for rev in revs:
+            self.processed.pop(rev, None)
+
+
+def _queue(tmp_path: Path, ready: bool = True) -> tuple[FakeQueue, q.Entry]:
+    queue = FakeQueue(tmp_path, "a" * 40, ready)
+    (item,) = q.snapshot(queue)
+    return queue, item
+
+
+def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(tmp_path):
+    import json
+    import os
+
+    import pytest
+
+    from gan.errors import GanError
+
+    queue, item = _queue(tmp_path)
+    assert item.state == "failed"
+    # Another DVC process (`dvc exp run --queue` in another shell) holds the stash.
+    lock = Path(queue.repo.tmp_dir, "exps", "rwlock")
+    lock.write_text(json.dumps({"read": {}, "write": {queue.ref: {
+        "pid": os.getppid(), "cmd": "dvc exp run --queue -S train.lr=0.001"}}}))
+    with pytest.raises(GanError) as caught:
+        q.requeue(queue, item, {})
+    said = str(caught.value)
+    assert "\n" not in said and said.startswith("exp-1: left as it was (failed): 'refs/exps/"
+                                                "celery/stash' is busy, it is being blocked by:")
+    assert f"(PID {os.getppid()}): dvc exp run --queue -S train.lr=0.001" in said
+    assert queue.removed == [] and queue.sent == [] and queue.processed == {"a" * 40: "task-1"}
+
+
+def test_two_retries_of_one_experiment_queue_it_once(tmp_path):
+    queue, item = _queue(tmp_path)
+    first, second = item, q.Entry(item.entry, item.state, item.task_id, item.name)
+    answers = [q.requeue(queue, first, {}), q.requeue(queue, second, {})]
+    # The second read the queue before the first changed it.
+    assert len(queue.sent) == 1 and queue.removed == ["a" * 40]
+    assert answers == [True, False]
+    assert [e.state for e in q.snapshot(queue)] == ["queued"]
+
+
+def test_retry_stops_only_the_processes_dvc_recorded_for_the_dead_experiment(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    queue, item = _queue(tmp_path, ready=False)
+    item.state = "dead"
+    rev = item.rev
+    Path(queue.pid_dir, rev).mkdir(parents=True)
+    argv = [sys.executable, "-c", "import time; time.sleep(120)", "exec-run", "--infofile",
+            f"{queue.pid_dir}/{rev}/{rev}.run"]
+    shell = subprocess.Popen(["sleep", "120"], cwd=queue.root)  # a user's, in the folder
+    impostor = subprocess.Popen(argv)  # names the infofile, but DVC recorded another pid
+    exec_run = subprocess.Popen(argv)
+    try:
+        Path(queue.pid_dir, rev, f"{rev}.json").write_text(json.dumps({"pid": exec_run.pid}))
+        answer = q.requeue(queue, item, q._processes())
+        assert exec_run.wait(timeout=20) is not None
+        assert shell.poll() is None and impostor.poll() is None
+        assert answer is True
+        assert queue.root.is_dir()  # the user's shell works in it
+        assert len(queue.sent) == 1
+    finally:
+        for proc in (shell, impostor, exec_run):
+            proc.kill()
+            proc.wait()
