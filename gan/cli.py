@@ -106,15 +106,22 @@ def sample_command(args: argparse.Namespace) -> str:
 
 
 def _one_line_errors(command, args: argparse.Namespace) -> int:
-    """Print what ``command(args)`` returns; a GanError is one line on stderr, exit code 2."""
+    """Print what ``command(args)`` returns; a GanError is one line on stderr, exit code 2;
+    Ctrl-C is one line, exit code 130 (every file it writes is written whole or not at all)."""
     try:
         print(command(args))
+    except KeyboardInterrupt:
+        print(f"{_PROGS.get(command.__name__, 'gan')}: interrupted", file=sys.stderr)
+        return 130
     except GanError as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+_PROGS = {"sample_command": "gan-sample", "score_command": "gan-score"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,12 @@
 """Write an IDX dataset (Fashion-MNIST, MNIST, KMNIST) out as a folder of PNG images.
 
     python -m gan.export_folder OUT [--dataset fashion_mnist] [--source DIR] [--split train]
-        [--n 3000] [--classes] [--tint] [--size 28]
+        [--n 3000] [--classes] [--tint] [--size 28] [--overwrite]
 
 A folder like this is what ``data.dataset: image_folder`` reads (docs/own_images.md): with
 ``--classes`` one subfolder per class (the labels), without it one flat folder (no labels).
-``--tint`` colours each class with its own hue (RGB files), ``--size`` resizes.
+``--tint`` colours each class with its own hue (RGB files), ``--size`` resizes. OUT must
+be new or empty (``--overwrite`` writes over what it holds).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gan import data
+from gan import data, io
 from gan.errors import GanError
 
 # One RGB colour per class for --tint: the 10 hues of matplotlib's tab10 palette.
@@ -55,11 +56,32 @@ def to_image(pixels: np.ndarray, label: int, tint: bool, size: int | None) -> Im
     return image
 
 
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse, in one GanError, an OUT that is a file, cannot be written, or already holds
+    something (unless ``overwrite``): its images would be replaced without a word."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GanError(f"{out}: exists and is not a folder; name a new or empty folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise GanError(f"{out}: holds {sum(1 for _ in out.iterdir())} entries already; name a "
+                       "new or empty folder, or pass --overwrite to write over its images")
+    try:
+        io.check_writable(out)
+    except OSError as exc:  # under a file, under /proc, ...
+        raise GanError(f"{out}: cannot write into it ({_reason(exc)})") from None
+
+
 def export(out: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], n: int,
-           class_folders: bool, tint: bool, size: int | None) -> int:
-    """Write the first ``n`` images as PNGs into ``out``; returns how many."""
+           class_folders: bool, tint: bool, size: int | None, overwrite: bool = False) -> int:
+    """Write the first ``n`` images as PNGs into ``out`` (new or empty unless
+    ``overwrite``); returns how many."""
     if n < 1:
         raise GanError(f"--n: got {n}, must be at least 1")
+    check_out(out, overwrite)
     n = min(n, images.shape[0])
     width = max(5, math.ceil(math.log10(n + 1)))
     out = Path(out)
@@ -67,8 +89,12 @@ def export(out: Path, images: np.ndarray, labels: np.ndarray, classes: list[str]
         label = int(labels[i])
         # Class names hold '/' (T-shirt/top): folder names use '-' instead.
         folder = out / classes[label].replace("/", "-") if class_folders else out
-        folder.mkdir(parents=True, exist_ok=True)
-        to_image(images[i], label, tint, size).save(folder / f"{i:0{width}d}.png")
+        path = folder / f"{i:0{width}d}.png"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            to_image(images[i], label, tint, size).save(path)
+        except OSError as exc:
+            raise GanError(f"{path}: cannot write it ({_reason(exc)})") from None
     return n
 
 
@@ -84,13 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", action="store_true", help="one subfolder per class")
     p.add_argument("--tint", action="store_true", help="colour each class (RGB PNGs)")
     p.add_argument("--size", type=int, default=None, help="pixels per side (default: as is)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that holds files already (default: refuse)")
     args = p.parse_args(argv)
     try:
         if args.size is not None and not 8 <= args.size <= 256:
             raise GanError(f"--size: got {args.size}, allowed: 8 to 256")
+        check_out(args.out, args.overwrite)  # before the split is read
         images, labels, classes = read_split(args.dataset, args.source, args.split)
         count = export(args.out, images, labels, classes, args.n, args.classes, args.tint,
-                       args.size)
+                       args.size, args.overwrite)
     except GanError as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise

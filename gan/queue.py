@@ -583,20 +583,66 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def broken_record(root: str | None) -> Path | None:
+    """The first file of DVC's queue under ``root`` (its messages and results, JSON with a
+    base64 body for messages) that does not parse, if any."""
+    import base64
+
+    folder = Path(root or os.curdir, ".dvc", "tmp", "exps", "celery")
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if not path.is_file() or path.name.endswith(".lock"):
+            continue
+        try:
+            record = json.loads(path.read_bytes())
+            if isinstance(record, dict) and "body" in record:
+                json.loads(base64.b64decode(record["body"], validate=True))
+        except (OSError, ValueError, TypeError):
+            return path
+    return None
+
+
+def _record_error(exc: Exception, root: str | None) -> str:
+    """One line for an OSError or a record that does not decode while reading DVC's queue."""
+    first = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    if isinstance(exc, NotADirectoryError | FileExistsError) and exc.filename:
+        path = Path(exc.filename)
+        while not path.exists() and path != path.parent:
+            path = path.parent  # the file in the way
+        return (f"{path}: a file where DVC keeps its queue's folders (.dvc/tmp/exps); move "
+                "it away")
+    if isinstance(exc, OSError):
+        return f"{exc.filename or 'DVC queue'}: {exc.strerror or first}"
+    broken = broken_record(root)
+    where = f"{broken}: a broken record of DVC's queue" if broken else "DVC's queue records"
+    return (f"{where} ({type(exc).__name__}: {first}); remove it (one experiment's message or "
+            "result) and run gan-queue again")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The console script: one-line errors and exit code 2 for what the user can fix."""
+    """The console script: one-line errors and exit code 2 for what the user can fix, 130
+    for Ctrl-C."""
     args = _parser().parse_args(argv)
     _quiet_logging()
     from dvc.exceptions import DvcException
+    from kombu.exceptions import KombuError
 
+    root = None
     try:
         with open_repo() as repo:
+            root = repo.root_dir
             return args.func(repo, args)
-    except (GanError, DvcException) as exc:
+    except KeyboardInterrupt:
+        print("gan-queue: interrupted; what it queued stays queued (gan-queue status)",
+              file=sys.stderr)
+        return 130
+    except (GanError, DvcException, OSError, ValueError, KombuError) as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
+        if isinstance(exc, GanError | DvcException):
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        else:
+            line = _record_error(exc, root)
+        print(f"error: {line}", file=sys.stderr)
         return 2
 
 

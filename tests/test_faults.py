@@ -499,3 +499,57 @@ def test_a_real_state_loads_as_data_and_resumes(tmp_path):
     assert resumed.resumed_from == 2
     for name, value in whole.checkpoint["generator"].items():
         assert torch.equal(resumed.checkpoint["generator"][name], value), name
+
+
+# --- Ctrl-C and gan.export_folder (faults, round two) ------------------------------------
+
+def test_ctrl_c_on_gan_score_is_exit_130_with_one_line(tmp_path, monkeypatch, capsys):
+    from gan import classifier
+
+    def interrupted(path):
+        raise KeyboardInterrupt  # as Ctrl-C while the judge loads
+
+    monkeypatch.setattr(classifier, "load_classifier", interrupted)
+    assert cli.score_main([str(tmp_path), "--params", str(tmp_path / "none.yaml")]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "gan-score: interrupted\n" and captured.out == ""
+
+
+def _tiny_split() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8)
+    return images, np.array([0, 1, 0]), ["a", "b/c"]
+
+
+@pytest.mark.parametrize("case", ["file", "under_file", "proc", "not_empty"])
+def test_export_folder_refuses_an_out_it_cannot_or_should_not_write_in_one_line(
+        tmp_path, capsys, case):
+    from gan import export_folder
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "00000.png").write_bytes(b"a user's image")
+    out, message = {
+        "file": (mine, f"{mine}: exists and is not a folder; name a new or empty folder"),
+        "under_file": (mine / "out", f"{mine / 'out'}: cannot write into it (not a directory)"),
+        "proc": (Path("/proc/gan-export-test"), "/proc/gan-export-test: cannot write into it"),
+        "not_empty": (full, f"{full}: holds 1 entries already; name a new or empty folder, or "
+                            "pass --overwrite to write over its images"),
+    }[case]
+    with pytest.raises(GanError) as caught:
+        export_folder.export(out, *_tiny_split(), 3, class_folders=True, tint=False, size=None)
+    assert str(caught.value).startswith(message)
+    assert export_folder.main([str(out), "--source", str(tmp_path / "no_mirror")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert mine.read_text() == "mine" and (full / "00000.png").read_bytes() == b"a user's image"
+
+
+def test_export_folder_overwrites_a_non_empty_out_only_when_told(tmp_path):
+    from gan import export_folder
+
+    (tmp_path / "00000.png").write_bytes(b"old")
+    assert export_folder.export(tmp_path, *_tiny_split(), 3, class_folders=False, tint=False,
+                                size=None, overwrite=True) == 3
+    assert Image.open(tmp_path / "00000.png").size == (8, 8)

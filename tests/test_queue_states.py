@@ -213,3 +213,60 @@ def test_retry_stops_only_the_processes_dvc_recorded_for_the_dead_experiment(tmp
         for proc in (shell, impostor, exec_run):
             proc.kill()
             proc.wait()
+
+
+def _dvc_project(tmp_path: Path) -> Path:
+    import subprocess
+
+    from dvc.repo import Repo
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    Repo.init(str(tmp_path)).close()
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                    "init"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def _message(body: bytes) -> str:
+    import base64
+    import json
+
+    return json.dumps({"body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
+                       "content-type": "application/json", "headers": {
+                           "id": "t1", "task": "dvc.repo.experiments.queue.tasks.run_exp"},
+                       "properties": {"body_encoding": "base64", "delivery_tag": "x",
+                                      "delivery_info": {"exchange": "", "routing_key": "celery"}}})
+
+
+def test_broken_queue_records_and_a_file_for_its_folder_are_one_line_exit_2(
+        tmp_path, monkeypatch, capsys):
+    repo = _dvc_project(tmp_path)
+    monkeypatch.chdir(repo)
+    assert q.main(["status"]) == 0  # DVC makes its queue's folders
+    capsys.readouterr()
+    processed = repo / ".dvc" / "tmp" / "exps" / "celery" / "broker" / "processed"
+    for text, kind in (("garbage{", "JSONDecodeError"), (_message(b"not json"), "DecodeError")):
+        (processed / "x.msg").write_text(text)
+        assert q.main(["status"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {processed / 'x.msg'}: a broken record of DVC's queue "
+                              f"({kind}: ") and err.count("\n") == 1, err
+    (processed / "x.msg").unlink()
+    exps = repo / ".dvc" / "tmp" / "exps"
+    exps.rename(repo / "exps.saved")
+    exps.write_text("")
+    assert q.main(["retry"]) == 2
+    assert capsys.readouterr().err == (f"error: {exps}: a file where DVC keeps its queue's "
+                                       "folders (.dvc/tmp/exps); move it away\n")
+
+
+def test_ctrl_c_on_gan_queue_retry_wait_is_exit_130_with_one_line(tmp_path, monkeypatch,
+                                                                  capsys):
+    def waiting(repo, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(_dvc_project(tmp_path))
+    monkeypatch.setattr(q, "retry_command", waiting)
+    assert q.main(["retry", "--wait"]) == 130
+    assert capsys.readouterr().err == ("gan-queue: interrupted; what it queued stays queued "
+                                       "(gan-queue status)\n")
