@@ -9,6 +9,7 @@ trains and resumes, and rank 0 alone writes the outputs.
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ def main() -> None:
     resume_cfg = load_section(params, "resume")
     validate.check_run(model_cfg, train_cfg)  # before any data is read
     if (train_cfg.devices > 1 or train_cfg.nodes > 1) and "WORLD_SIZE" not in os.environ:
-        sys.exit(relaunch(torchrun_args(train_cfg.devices, train_cfg.nodes)))
+        sys.exit(relaunch(torchrun_args(train_cfg.devices, train_cfg.nodes), train_cfg.nodes))
     # only evaluate.train_fid_samples is read: see dvc.yaml
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
@@ -62,6 +63,20 @@ def main() -> None:
             sys.exit(130)  # rank 0 says it
 
 
+# Seconds the agents of a several-machine run wait for each other before giving up, unless
+# $GAN_RDZV_TIMEOUT says otherwise (torchrun's own default, 600 s, is silent all along).
+RDZV_TIMEOUT = 300
+
+
+def rdzv_timeout() -> int:
+    """$GAN_RDZV_TIMEOUT (whole seconds), else RDZV_TIMEOUT."""
+    text = os.environ.get("GAN_RDZV_TIMEOUT", "") or str(RDZV_TIMEOUT)
+    if not text.strip().isdigit() or not 1 <= int(text) <= 86400:
+        raise GanError(f"$GAN_RDZV_TIMEOUT: got {text!r}, expected whole seconds from 1 to "
+                       "86400")
+    return int(text)
+
+
 def torchrun_args(devices: int, nodes: int) -> list[str]:
     """torchrun's options for ``devices`` processes on each of ``nodes`` machines."""
     if nodes == 1:
@@ -71,19 +86,79 @@ def torchrun_args(devices: int, nodes: int) -> list[str]:
     if not host or not port.isdigit():
         raise GanError(f"train.nodes: {nodes} machines meet at $GAN_RDZV_ENDPOINT, which must "
                        f"be HOST:PORT of one of them (got {endpoint!r}); see docs/multinode.md")
+    if not 1 <= int(port) <= 65535:
+        raise GanError(f"$GAN_RDZV_ENDPOINT: port {port} of {endpoint!r} is not a TCP port "
+                       "(1 to 65535)")
+    try:
+        socket.getaddrinfo(host.strip("[]"), int(port))
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise GanError(f"$GAN_RDZV_ENDPOINT: host {host!r} cannot be resolved ({reason}); "
+                       "name a machine of the run") from None
     run_id = os.environ.get("GAN_RDZV_ID", "gan-train")
     return [f"--nnodes={nodes}", f"--nproc_per_node={devices}", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={run_id}"]
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id={run_id}",
+            f"--rdzv-conf=join_timeout={rdzv_timeout() + 60}"]  # this stage gives up first
 
 
-def relaunch(options: list[str]) -> int:
+def start_child(argv: list[str]) -> subprocess.Popen:
+    """Start ``argv`` as this stage's child, sent SIGTERM when this stage dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so no torchrun agent is left holding its port."""
+    import ctypes
+
+    parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):  # not Linux: the agent outlives a killed stage
+        return subprocess.Popen(argv)
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the stage died before that call
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509
+
+
+def _trains(child: subprocess.Popen) -> bool:
+    """Whether one of ``child``'s processes runs stages.train: the rendezvous is over."""
+    import psutil
+
+    try:
+        return any("stages.train" in proc.cmdline()
+                   for proc in psutil.Process(child.pid).children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+def supervise(child: subprocess.Popen, seconds: float | None, what: str) -> int:
+    """Wait for ``child``; with ``seconds``, end it and raise one GanError if none of its
+    processes trains by then (``what``: what it waits for)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while deadline is not None and child.poll() is None and not _trains(child):
+        if time.monotonic() > deadline:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise GanError(f"train.nodes: gave up after {seconds:g} s waiting for {what} "
+                           "($GAN_RDZV_TIMEOUT); start the stage on every machine, with the "
+                           "same $GAN_RDZV_ENDPOINT and $GAN_RDZV_ID")
+        time.sleep(0.5)
+    return child.wait()
+
+
+def relaunch(options: list[str], nodes: int = 1) -> int:
     """Run this stage again under torchrun with ``options``; its exit code.
 
     SIGINT and SIGTERM are passed on to torchrun, which passes them to every rank; the ranks
-    then agree on a step, save it and stop.
+    then agree on a step, save it and stop. With several machines the wait for the others
+    is said, and ends after $GAN_RDZV_TIMEOUT seconds.
     """
-    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options,
-                              "-m", "stages.train", *sys.argv[1:]])
+    child = start_child([sys.executable, "-m", "torch.distributed.run", *options,
+                         "-m", "stages.train", *sys.argv[1:]])
     forwarded = []
 
     def forward(signum, _frame):
@@ -92,7 +167,13 @@ def relaunch(options: list[str]) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
-    code = child.wait()
+    seconds, what = None, ""
+    if nodes > 1:
+        endpoint = os.environ.get("GAN_RDZV_ENDPOINT", "")
+        seconds, what = rdzv_timeout(), f"the {nodes} machines of the run at {endpoint}"
+        print(f"train: waiting up to {seconds:g} s for {what} ($GAN_RDZV_TIMEOUT)",
+              file=sys.stderr, flush=True)
+    code = supervise(child, seconds, what)
     return 130 if forwarded and code != 0 else code
 
 

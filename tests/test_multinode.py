@@ -107,3 +107,85 @@ def test_one_agent_killed_then_both_restarted_resumes_exactly(setup, standalone)
     said = finish([agent(setup, out, port, "again"), agent(setup, out, port, "again")])
     assert sum(f"resuming from step {saved} of {STEPS}" in s for s in said) == 1
     assert_same_run(out, standalone, STEPS, 5)
+
+
+# Faults, round two (docs/faults.md, "Multi-node runs"): cheap, in-process or one small child.
+
+@pytest.mark.parametrize("endpoint,message", [
+    ("127.0.0.1:99999", "$GAN_RDZV_ENDPOINT: port 99999 of '127.0.0.1:99999' is not a TCP port "
+                        "(1 to 65535)"),
+    ("127.0.0.1:0", "$GAN_RDZV_ENDPOINT: port 0 of '127.0.0.1:0' is not a TCP port"),
+    ("node0.invalid:29400", "$GAN_RDZV_ENDPOINT: host 'node0.invalid' cannot be resolved "
+                            "(Name or service not known); name a machine of the run"),
+], ids=["port_99999", "port_0", "unresolvable"])
+def test_a_bad_rendezvous_port_or_host_is_one_line_before_torchrun(monkeypatch, endpoint,
+                                                                   message):
+    from gan.errors import GanError
+    from stages import train as stage
+
+    def resolve(host, port):
+        if host.endswith(".invalid"):  # no resolver is asked: CI may have none
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [()]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setenv("GAN_RDZV_ENDPOINT", endpoint)
+    with pytest.raises(GanError) as caught:
+        stage.torchrun_args(1, 2)
+    assert str(caught.value).startswith(message)
+    monkeypatch.setenv("GAN_RDZV_ENDPOINT", "127.0.0.1:29400")
+    monkeypatch.setenv("GAN_RDZV_TIMEOUT", "7")
+    assert stage.torchrun_args(1, 2)[-1] == "--rdzv-conf=join_timeout=67"
+
+
+def test_a_silent_rendezvous_is_said_and_given_up_in_one_line(monkeypatch, capsys):
+    import sys
+
+    from gan.errors import GanError
+    from stages import train as stage
+
+    started = []
+
+    def agent(argv):  # an agent that never meets its peers: it never starts a rank
+        started.append(subprocess.Popen(["sleep", "60"]))
+        return started[-1]
+
+    monkeypatch.setattr(stage, "start_child", agent)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # pytest keeps its handlers
+    monkeypatch.setenv("GAN_RDZV_ENDPOINT", "127.0.0.1:29400")
+    monkeypatch.setenv("GAN_RDZV_TIMEOUT", "1")
+    begun = time.monotonic()
+    with pytest.raises(GanError) as caught:
+        stage.relaunch(["--nnodes=2"], nodes=2)
+    assert time.monotonic() - begun < 15 and started[0].poll() is not None
+    assert str(caught.value) == (
+        "train.nodes: gave up after 1 s waiting for the 2 machines of the run at "
+        "127.0.0.1:29400 ($GAN_RDZV_TIMEOUT); start the stage on every machine, with the same "
+        "$GAN_RDZV_ENDPOINT and $GAN_RDZV_ID")
+    assert capsys.readouterr().err == ("train: waiting up to 1 s for the 2 machines of the run "
+                                       "at 127.0.0.1:29400 ($GAN_RDZV_TIMEOUT)\n")
+    # Once a rank runs, the wait is over: the run may last longer than the timeout.
+    rank = [sys.executable, "-c", "import time; time.sleep(2)", "-m", "stages.train"]
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                              f"sys.exit(subprocess.run({rank!r}).returncode)"])
+    assert stage.supervise(child, 1, "them") == 0
+
+
+def test_a_killed_stage_takes_its_torchrun_agent_down(tmp_path):
+    import sys
+
+    import psutil
+
+    code = ("import sys, time; from stages.train import start_child; "
+            "agent = start_child([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "print(agent.pid, flush=True); time.sleep(120)")
+    stage = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True)
+    agent = psutil.Process(int(stage.stdout.readline()))
+    try:
+        stage.kill()  # kill -9: the stage runs no cleanup of its own
+        stage.wait()
+        agent.wait(timeout=10)  # psutil.TimeoutExpired if the agent lives on
+    finally:
+        if agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE:
+            agent.kill()
