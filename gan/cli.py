@@ -150,6 +150,30 @@ def _score_parser() -> argparse.ArgumentParser:
     return p
 
 
+def stream_features(judge, paths: list[Path], size: int, channels: int,
+                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The judge's (features (N, F), logits (N, K)) of the images at ``paths``, read
+    ``batch_size`` at a time: one batch of pixels is held at once, whatever N (the same
+    batches, so the same bits, as extracting them all at once). A progress bar on a
+    terminal."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from gan import classifier, data, image_folder
+
+    feats, logits = [], []
+    with tqdm(total=len(paths), desc="gan-score: reading", unit="image", file=sys.stderr,
+              disable=None, dynamic_ncols=True) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            pixels = np.stack([image_folder.read_image(path, size, channels) for path in chunk])
+            f, k = classifier.extract(judge, data.to_unit_range(pixels, size), batch_size)
+            feats.append(f)
+            logits.append(k)
+            bar.update(len(chunk))
+    return torch.cat(feats), torch.cat(logits)
+
+
 def score_command(args: argparse.Namespace) -> str:
     """The scores of ``args.folder``, as text or one JSON line."""
     # Imported here: gan-sample needs none of the scoring modules.
@@ -160,11 +184,11 @@ def score_command(args: argparse.Namespace) -> str:
     cfg = load_section(params, "evaluate")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
     channels, size, _ = judge_cfg["image_shape"]
-    pixels, _paths = image_folder.read_images(args.folder, size, channels)
-    if pixels.shape[0] < metrics.MIN_SAMPLES:
-        raise GanError(f"{args.folder}: holds {pixels.shape[0]} images; the scores need at "
+    paths = image_folder.image_paths(args.folder)
+    n = len(paths)
+    if n < metrics.MIN_SAMPLES:
+        raise GanError(f"{args.folder}: holds {n} images; the scores need at "
                        f"least {metrics.MIN_SAMPLES}")
-    images = data.to_unit_range(pixels, size)
     test_data = data.load_prepared(args.data, "test")
     train_data = data.load_prepared(args.data, "train")
     classifier.check_compatible(judge_cfg, args.classifier, test_images=(
@@ -178,21 +202,37 @@ def score_command(args: argparse.Namespace) -> str:
         _check_png_path(args.nearest)
         if not 1 <= args.pairs <= 64:
             raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
-    scores = metrics.score_images(images, None, judge, train_data, test_data, cfg)
-    scores = {"n_samples": images.shape[0], **scores}
+    feats, logits = stream_features(judge, paths, size, channels, cfg.batch_size)
+    print(f"gan-score: read {n} images of {args.folder}", file=sys.stderr)
+    scores = metrics.score_features(feats, logits, None, judge, train_data, test_data, cfg)
+    scores = {"n_samples": n, **scores}
     if args.nearest is not None:
-        from gan import plots
-        pairs = metrics.closest_pairs(judge, images, train_data["images"],
-                                      min(args.pairs, images.shape[0]), cfg.batch_size)
-        plots.save_figure(plots.nearest_figure(
-            images[pairs["samples"]], train_data["images"][pairs["train"]], pairs["distance"],
-            pairs["copies"], images.shape[0]), args.nearest)
-        print(f"gan-score: the {len(pairs['samples'])} images closest to a training image "
-              f"-> {args.nearest}", file=sys.stderr)
+        _nearest_picture(args, judge, feats, paths, (size, channels), train_data,
+                         cfg.batch_size)
     if args.json:  # rounded and keyed as the evaluate stage writes metrics/eval.json
         return json.dumps({k: round(v, 6) for k, v in sorted(scores.items())})
     width = max(map(len, scores))
     return "\n".join(f"{name:<{width}}  {value:.6g}" for name, value in scores.items())
+
+
+def _nearest_picture(args: argparse.Namespace, judge, feats: torch.Tensor, paths: list[Path],
+                     shape: tuple[int, int], train_data: dict, batch_size: int) -> None:
+    """--nearest: the folder's images closest to a training image, above those; only these
+    images are read again."""
+    import numpy as np
+
+    from gan import classifier, data, image_folder, metrics, plots
+
+    train_feats, _ = classifier.extract(judge, train_data["images"], batch_size)
+    pairs = metrics.pairs_of_features(train_feats, feats, min(args.pairs, len(paths)))
+    size, channels = shape
+    pixels = np.stack([image_folder.read_image(paths[i], size, channels)
+                       for i in pairs["samples"].tolist()])
+    plots.save_figure(plots.nearest_figure(
+        data.to_unit_range(pixels, size), train_data["images"][pairs["train"]],
+        pairs["distance"], pairs["copies"], len(paths)), args.nearest)
+    print(f"gan-score: the {len(pairs['samples'])} images closest to a training image "
+          f"-> {args.nearest}", file=sys.stderr)
 
 
 def _check_png_path(path: Path) -> None:

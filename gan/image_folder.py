@@ -230,20 +230,28 @@ def load(raw_dir: Path, image_size: int, channels: int | None
     return out, classes, channels
 
 
-def read_images(folder: Path, image_size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
-    """(uint8 (N, S, S[, 3]), their paths) of every PNG/JPEG anywhere under ``folder``,
-    converted to ``channels`` and fitted to ``image_size`` as ``load`` does (gan-score)."""
+def image_paths(folder: Path) -> list[Path]:
+    """Every PNG/JPEG anywhere under ``folder``, sorted, or one GanError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GanError(f"{folder}: not a folder of images")
     paths = [p for p in _files(folder) if p.suffix.lower() in EXTENSIONS]
     if not paths:
         raise GanError(f"{folder}: no PNG or JPEG images in it")
-    mode = {1: "L", 3: "RGB"}[channels]
-    arrays = []
-    for path in paths:
-        image = _convert(_open(path), mode)
-        if image.size != (image_size, image_size):  # samples of the judge's size stay as is
-            image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
-        arrays.append(np.asarray(image, dtype=np.uint8))
-    return np.stack(arrays), paths
+    return paths
+
+
+def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """uint8 (S, S[, 3]) of one image, converted to ``channels`` and fitted to
+    ``image_size`` as ``load`` does."""
+    image = _convert(_open(path), {1: "L", 3: "RGB"}[channels])
+    if image.size != (image_size, image_size):  # samples of the judge's size stay as is
+        image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_images(folder: Path, image_size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
+    """(uint8 (N, S, S[, 3]), their paths) of every PNG/JPEG anywhere under ``folder``
+    (``image_paths``, ``read_image``)."""
+    paths = image_paths(folder)
+    return np.stack([read_image(path, image_size, channels) for path in paths]), paths

@@ -231,6 +231,12 @@ def closest_pairs(classifier: nn.Module, images: torch.Tensor, train_images: tor
     "distance": the distances, "copies": how many of all ``images`` count as copies}."""
     train_feats, _ = extract(classifier, train_images, batch_size)
     feats, _ = extract(classifier, images, batch_size)
+    return pairs_of_features(train_feats, feats, n)
+
+
+def pairs_of_features(train_feats: torch.Tensor, feats: torch.Tensor,
+                      n: int) -> dict[str, torch.Tensor | int]:
+    """``closest_pairs`` of the judge's features of the training images and of the images."""
     is_copy, distance, index = copies(train_feats, feats)
     order = distance.argsort(stable=True)[:n]
     return {"samples": order, "train": index[order], "distance": distance[order],
@@ -272,17 +278,26 @@ def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: n
     folder by gan-score), with the labels asked for (N,) of a conditional G or None; the
     floor is N real training images (N test images for ``memorised``). cfg.n_samples is
     not read: N is."""
+    fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
+    return score_features(fake_feats, fake_logits, asked, classifier, train_data, test_data,
+                          cfg)
+
+
+def score_features(fake_feats: torch.Tensor, fake_logits: torch.Tensor,
+                   asked: torch.Tensor | None, classifier: nn.Module, train_data: dict,
+                   test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
+    """``score_images`` of the judge's features (N, F) and logits (N, K) of the images."""
     labelled = is_labelled(test_data["classes"])
+    n = fake_feats.shape[0]
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
     # The test split's k-NN radii, shared by the samples' and the floor's scores.
     radii = {"real_radii": knn_radii(test_feats),
              "dc_radii": knn_radii(test_feats, DC_NEIGHBOURS)}
 
-    fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
     scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, labelled=labelled, **radii)
 
     pick = torch.randperm(train_data["images"].shape[0],
-                          generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
+                          generator=torch.Generator().manual_seed(cfg.seed))[:n]
     real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
     floor = quality(test_feats, real_feats, real_logits, cfg.seed, labelled=labelled, **radii)
     # Copies of training images, against every one of them; the floor here is the share of
@@ -291,12 +306,12 @@ def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: n
     train_feats, _ = extract(classifier, train_data["images"], cfg.batch_size)
     scores["memorised"] = memorised(train_feats, fake_feats)
     unseen = torch.randperm(test_feats.shape[0],
-                            generator=torch.Generator().manual_seed(cfg.seed))[:images.shape[0]]
+                            generator=torch.Generator().manual_seed(cfg.seed))[:n]
     floor["memorised"] = memorised(train_feats, test_feats[unseen])
     if asked is not None and labelled:
         scores["label_accuracy"] = label_accuracy(fake_logits, asked)
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
-    return {"n_samples": images.shape[0], **scores,
+    return {"n_samples": n, **scores,
             **{f"{name}_real": value for name, value in floor.items()}}
 
 

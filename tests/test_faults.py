@@ -553,3 +553,27 @@ def test_export_folder_overwrites_a_non_empty_out_only_when_told(tmp_path):
     assert export_folder.export(tmp_path, *_tiny_split(), 3, class_folders=False, tint=False,
                                 size=None, overwrite=True) == 3
     assert Image.open(tmp_path / "00000.png").size == (8, 8)
+
+
+def test_gan_score_reads_a_folder_one_batch_at_a_time_to_the_same_features(tmp_path,
+                                                                          monkeypatch):
+    from gan import classifier
+
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 20 * i, dtype=np.uint8), mode="L").save(
+            tmp_path / f"{i:02d}.png")
+    torch.manual_seed(0)
+    judge = classifier.Classifier((1, 8, 8), 3, width=2).eval()
+    paths = image_folder.image_paths(tmp_path)
+    whole = classifier.extract(judge, data.to_unit_range(
+        image_folder.read_images(tmp_path, 8, 1)[0], 8), 4)
+    events = []
+    read, features = image_folder.read_image, judge.features
+    monkeypatch.setattr(image_folder, "read_image",
+                        lambda *a: events.append("read") or read(*a))
+    monkeypatch.setattr(judge, "features", lambda x: events.append(len(x)) or features(x))
+    streamed = cli.stream_features(judge, paths, 8, 1, batch_size=4)
+    for a, b in zip(streamed, whole, strict=True):
+        assert torch.equal(a, b)  # the same batches: the same bits
+    # Never more than one batch of pixels read ahead of the judge.
+    assert events == ["read"] * 4 + [4] + ["read"] * 4 + [4] + ["read"] * 2 + [2]

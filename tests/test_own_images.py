@@ -267,6 +267,7 @@ def test_gan_score_counts_the_folder_s_training_images_as_copies(folder_repo, tm
     with Image.open(tmp_path / "p.png") as picture:
         assert picture.width > picture.height  # 5 pairs side by side
     assert "the 5 images closest to a training image" in proc.stderr
+    assert f"gan-score: read {got['n_samples']} images of {images}\n" in proc.stderr
 
 
 @needs_mirror
