@@ -577,3 +577,11 @@ def test_gan_score_reads_a_folder_one_batch_at_a_time_to_the_same_features(tmp_p
         assert torch.equal(a, b)  # the same batches: the same bits
     # Never more than one batch of pixels read ahead of the judge.
     assert events == ["read"] * 4 + [4] + ["read"] * 4 + [4] + ["read"] * 2 + [2]
+
+
+def test_export_folder_into_a_read_only_folder_is_one_line(mount, capsys):
+    from gan import export_folder
+
+    out = mount("ro,size=64k") / "out"
+    assert export_folder.main([str(out), "--source", str(out.parent / "no_mirror")]) == 2
+    assert capsys.readouterr().err == f"error: {out}: cannot write it: read-only file system\n"
