@@ -195,15 +195,15 @@ def score_command(args: argparse.Namespace) -> str:
         test_data["images"].shape[1:], test_data["classes"]))
     judge = judge.to(runtime.select_device("auto"))
     metrics.check_test_split(test_data["images"].shape[0], args.data / "test.pt")
-    warning = metrics.small_split_warning(test_data["images"].shape[0])
-    if warning:
-        print(warning, file=sys.stderr)
     if args.nearest is not None:
         _check_png_path(args.nearest)
         if not 1 <= args.pairs <= 64:
             raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
     feats, logits = stream_features(judge, paths, size, channels, cfg.batch_size)
     print(f"gan-score: read {n} images of {args.folder}", file=sys.stderr)
+    warning = metrics.small_split_warning(test_data["images"].shape[0])
+    if warning:  # after the images: an unreadable one is the only line
+        print(warning, file=sys.stderr)
     scores = metrics.score_features(feats, logits, None, judge, train_data, test_data, cfg)
     scores = {"n_samples": n, **scores}
     if args.nearest is not None:
