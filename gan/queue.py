@@ -50,6 +50,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ from gan.errors import GanError
 STATES = ("queued", "running", "success", "failed", "dead")
 FINAL = ("success", "failed", "dead")
 INSPECT_TIMEOUT = 5.0  # seconds a live worker has to answer DVC's celery inspect
+LOCK_WAIT = 10.0  # retry: seconds to wait for another DVC process to let go of the stash
 NO_WORKER_GRACE = 60.0  # --wait: seconds with queued work and no live worker before giving up
 _UNSET = object()
 
@@ -370,28 +372,42 @@ def _still_to_retry(queue, item: Entry) -> bool:
     return now is not None and now.state in ("failed", "running") and now.task_id == item.task_id
 
 
+def _hold_stash(queue, held: ExitStack, item: Entry) -> None:
+    """Take DVC's lock of the queue's stash refs into ``held``, waiting up to LOCK_WAIT
+    seconds for another DVC process to let go of it (a worker taking a task holds it for
+    a moment), or one GanError with DVC's whole message."""
+    from dvc.lock import LockError
+    from dvc.repo.experiments.refs import CELERY_FAILED_STASH
+    from dvc.repo.experiments.utils import get_exp_rwlock
+
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            held.enter_context(get_exp_rwlock(queue.repo,
+                                              writes=[queue.ref, CELERY_FAILED_STASH]))
+            return
+        except LockError as exc:
+            if time.monotonic() >= deadline:
+                raise GanError(f"{item.name}: left as it was ({item.state}): "
+                               f"{' '.join(str(exc).split())}") from None
+        time.sleep(0.5)
+
+
 def requeue(queue, item: Entry, table) -> bool:
     """Put a failed or dead experiment's own stash commit back in DVC's queue, once; False
     when another retry did meanwhile. Everything happens under DVC's lock of the queue's
     stash refs, taken first: a busy stash (a ``dvc exp run --queue`` elsewhere) changes
     nothing, and of two retries at once the second finds the experiment queued."""
-    from dvc.lock import LockError
-    from dvc.repo.experiments.refs import CELERY_FAILED_STASH
-    from dvc.repo.experiments.utils import get_exp_rwlock
-
     try:
         queue.scm.resolve_commit(item.rev)
     except Exception:  # noqa: BLE001 - scmrepo raises its own errors for a missing object
         raise GanError(f"{item.name}: its stash commit {item.rev[:7]} is gone from "
                        "git; queue it again with dvc exp run --queue") from None
-    try:
-        with get_exp_rwlock(queue.repo, writes=[queue.ref, CELERY_FAILED_STASH]):
-            if not _still_to_retry(queue, item):
-                return False
-            _replace(queue, item, table)
-    except LockError as exc:
-        raise GanError(f"{item.name}: left as it was ({item.state}): "
-                       f"{' '.join(str(exc).split())}") from None
+    with ExitStack() as held:
+        _hold_stash(queue, held, item)
+        if not _still_to_retry(queue, item):
+            return False
+        _replace(queue, item, table)
     return True
 
 

@@ -154,7 +154,8 @@ def _queue(tmp_path: Path, ready: bool = True) -> tuple[FakeQueue, q.Entry]:
     return queue, item
 
 
-def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(tmp_path):
+def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(tmp_path,
+                                                                              monkeypatch):
     import json
     import os
 
@@ -162,6 +163,7 @@ def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(
 
     from gan.errors import GanError
 
+    monkeypatch.setattr(q, "LOCK_WAIT", 1.0)
     queue, item = _queue(tmp_path)
     assert item.state == "failed"
     # Another DVC process (`dvc exp run --queue` in another shell) holds the stash.
