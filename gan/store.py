@@ -8,7 +8,7 @@ params, data, code, device, torch). Whichever workspace runs the same run next (
 experiment queued again, or ``dvc exp run`` of the same params in the main workspace) finds
 the state by that name and continues bit for bit. A state whose run finished is deleted;
 the store keeps at most ``resume.store_keep`` states, dropping the least recently written
-first. ``gan-queue store`` lists it, ``gan-queue store --clean`` empties it.
+first. ``gan-queue store`` lists it, ``gan-queue store --clean`` deletes its states.
 
 ``resume.store``: ``auto`` is ``$GAN_RESUME_STORE`` when set, else
 ``$XDG_CACHE_HOME/gan-pipeline/resume`` (``~/.cache/...`` without XDG_CACHE_HOME); ``off``
