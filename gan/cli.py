@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gan import checkpoint, sample
-from gan.errors import GanError
+from gan.errors import GanError, one_line_warnings
 
 # Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
 # walk of --n is generated at once.
@@ -107,6 +107,7 @@ def sample_command(args: argparse.Namespace) -> str:
 
 def _one_line_errors(command, args: argparse.Namespace) -> int:
     """Print what ``command(args)`` returns; a GanError is one line on stderr, exit code 2."""
+    one_line_warnings()
     try:
         print(command(args))
     except GanError as exc:
@@ -147,13 +148,15 @@ def score_command(args: argparse.Namespace) -> str:
     """The scores of ``args.folder``, as text or one JSON line."""
     # Imported here: gan-sample needs none of the scoring modules.
     from gan import classifier, data, image_folder, metrics, runtime
-    from gan.config import load_section, read_params
+    from gan.config import DataConfig, load_section, read_params
 
     params = read_params(args.params) if args.params.is_file() else {"evaluate": {}}
     cfg = load_section(params, "evaluate")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
     channels, size, _ = judge_cfg["image_shape"]
-    pixels, _paths = image_folder.read_images(args.folder, size, channels)
+    # transparent images go on the background prepare put the real ones on
+    background = (params.get("data") or {}).get("background", DataConfig.background)
+    pixels, _paths = image_folder.read_images(args.folder, size, channels, background)
     if pixels.shape[0] < metrics.MIN_SAMPLES:
         raise GanError(f"{args.folder}: holds {pixels.shape[0]} images; the scores need at "
                        f"least {metrics.MIN_SAMPLES}")
@@ -172,7 +175,10 @@ def score_command(args: argparse.Namespace) -> str:
         if not 1 <= args.pairs <= 64:
             raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
     scores = metrics.score_images(images, None, judge, train_data, test_data, cfg)
-    scores = {"n_samples": images.shape[0], **scores}
+    flags = metrics.judge_checks(scores, judge_cfg)
+    for reason in flags.values():
+        print(f"warning: {reason}", file=sys.stderr)
+    scores = {"n_samples": images.shape[0], **scores, **dict.fromkeys(flags, 1)}
     if args.nearest is not None:
         from gan import plots
         pairs = metrics.closest_pairs(judge, images, train_data["images"],

@@ -52,6 +52,9 @@ class DataConfig:
     mirror: str | None = _opt(None)
     path: str | None = _opt(None)  # image_folder: the folder of the user's images
     channels: int | None = _opt(None, choices=(1, 3))  # image_folder: null keeps the files' own
+    # image_folder: the colour transparent pixels are composited onto (a name or #rrggbb,
+    # gan.image_folder.background_rgb); the IDX datasets have no transparency
+    background: str = _opt("white")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +144,9 @@ class ClassifierConfig:
     lr: float = _opt(gt=0.0, max=1.0)
     width: int = _opt(32, min=1, max=1024)
     seed: int = _opt(min=0)
+    # go on with a judge whose test accuracy is within gan.classifier.chance_margin of
+    # chance, every score it feeds marked; false: the classifier stage stops
+    allow_chance: bool = _opt(False, recorded_when_off=False)
 
 
 @dataclass(frozen=True, kw_only=True)

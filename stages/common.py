@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gan import memory
-from gan.errors import GanError, Interrupted
+from gan.errors import GanError, Interrupted, one_line_warnings
 
 DEBUG_ENV = "GAN_DEBUG"
 
@@ -95,6 +95,7 @@ def run(main: Callable[[], None]) -> None:
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
+    one_line_warnings()
     stop_when_orphaned()
     try:
         main()
