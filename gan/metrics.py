@@ -321,8 +321,10 @@ def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
             "every score here is noise")
     if scores["fid"] < scores["fid_real"]:
         flags["flag_fid_below_real"] = (
-            f"FID {scores['fid']:.2f} is below the real images' {scores['fid_real']:.2f}, "
-            f"which no generator can do: the judge cannot separate these images")
+            f"FID {scores['fid']:.2f} is below the real training images' "
+            f"{scores['fid_real']:.2f}: the judge cannot separate these images from real ones "
+            f"(a judge that sees nothing, or copies of real images), so FID says nothing of a "
+            f"generator")
     if scores["coverage_real"] < REAL_COVERAGE_MIN and scores["coverage"] >= scores[
             "coverage_real"]:
         flags["flag_real_coverage_low"] = (
