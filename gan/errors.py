@@ -1,6 +1,9 @@
 """The project's exceptions and warnings. A leaf module: it imports nothing of the project, so
 any stage can catch them."""
 
+import sys
+import warnings
+
 
 class GanError(Exception):
     """An error the user can fix; stages print its one-line message and exit non-zero."""
@@ -22,9 +25,6 @@ class GanWarning(UserWarning):
 def one_line_warnings() -> None:
     """Print every GanWarning as ``warning: <message>`` on stderr, without Python's source
     location and echoed line; other warnings keep Python's format."""
-    import sys
-    import warnings
-
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):

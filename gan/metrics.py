@@ -339,6 +339,16 @@ def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
     return flags
 
 
+def collapse_warning(scores: dict[str, float]) -> str | None:
+    """A one-line warning when the samples' class coverage is below the real images' own
+    (absent without classes); as low for real images, it is the judge's, not the generator's
+    (judge_checks says so)."""
+    if scores.get("class_coverage", 1.0) >= min(1.0, scores.get("class_coverage_real", 1.0)):
+        return None
+    return (f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
+            f"than half their fair share of samples; the generator may be mode-collapsing")
+
+
 def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: int,
                  model_cfg: ModelConfig, num_classes: int, seed: int,
                  batch_size: int = 500) -> Callable[[nn.Module], float]:

@@ -47,10 +47,9 @@ def main() -> None:
           f"{scores['memorised']:.3f} (test images {scores['memorised_real']:.3f}) -> {args.out}")
     for reason in flags.values():
         print(f"warning: {reason}")
-    # absent without classes; as low for real images: the judge's, not the generator's
-    if scores.get("class_coverage", 1.0) < min(1.0, scores.get("class_coverage_real", 1.0)):
-        print(f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
-              f"than half their fair share of samples; the generator may be mode-collapsing")
+    collapse = metrics.collapse_warning(scores)
+    if collapse:
+        print(collapse)
 
 
 if __name__ == "__main__":

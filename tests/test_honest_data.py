@@ -260,6 +260,10 @@ def test_readings_no_generator_can_cause_are_the_judges():
     flags = metrics.judge_checks(black, {"at_chance": True})
     assert sorted(flags) == ["flag_fid_below_real", "flag_judge_at_chance",
                              "flag_real_class_coverage_low", "flag_real_coverage_low"]
+    # the generator is blamed only for what real images do better
+    assert metrics.collapse_warning({"class_coverage": 0.0, "class_coverage_real": 0.0}) is None
+    assert "may be mode-collapsing" in metrics.collapse_warning(
+        {"class_coverage": 0.5, "class_coverage_real": 1.0})
     assert flags["flag_fid_below_real"].startswith(
         "FID 0.00 is below the real training images' 0.15: the judge cannot separate these "
         "images from real ones")
