@@ -120,7 +120,7 @@ def summarise(values: list[float]) -> Summary:
     mean = float(x.mean())
     if x.size == 1:
         return Summary(1, mean, None, None)
-    sd = float(x.std(ddof=1))
+    sd = float((x - x[0]).std(ddof=1))  # shifted: equal values give 0, not 1e-17
     half = t_quantile((1 + LEVEL) / 2, x.size - 1) * sd / math.sqrt(x.size)
     return Summary(int(x.size), mean, sd, (mean - half, mean + half))
 
@@ -269,11 +269,15 @@ def _key(value) -> str:
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """Runs grouped by every param but the training seed, in the order they first appear."""
+    """Runs grouped by every param but the training seed, in the order they first appear;
+    within a group by seed."""
     groups: dict[str, Group] = {}
     for run in runs:
         params = {k: v for k, v in run.params.items() if k != SEED_KEY}
         groups.setdefault(_key(params), Group(params)).runs.append(run)
+    for group in groups.values():  # by seed where every seed is a number
+        if all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in group.seeds):
+            group.runs.sort(key=lambda run: run.params.get(SEED_KEY))
     return list(groups.values())
 
 
