@@ -543,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="only this score (repeat for more; default: every score)")
     p.add_argument("--baseline", default=None,
                    help="compare each group with the group of this run (experiment name, "
-                        "commit, or workspace) instead of every pair")
+                        "commit, HEAD or workspace) instead of every pair")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object")
     out.add_argument("--csv", action="store_true", help="the table as CSV")
@@ -565,7 +565,8 @@ def compare_command(repo, args: argparse.Namespace) -> str:
                        + (f" ({'; '.join(notes)})" if notes else ""))
     groups = group_runs(runs)
     names = score_names(groups, args.metric)
-    baseline = pick_baseline(groups, args.baseline) if args.baseline else None
+    name = repo.scm.get_rev() if args.baseline == "HEAD" else args.baseline
+    baseline = pick_baseline(groups, name) if name else None
     report = build_report(groups, names, baseline, notes)
     if args.plot:
         plot(repo, groups, report["differing_params"], args.plot)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 
 import numpy as np
@@ -17,6 +18,8 @@ import yaml
 
 from gan import compare
 from gan.compare import Run, group_runs, runs_from_show, summarise, t_cdf, t_quantile, welch
+
+from conftest import ROOT
 
 # Student's t, 97.5th percentile (two-sided 95 %), from any printed table.
 T_TABLE = {3: 3.182446, 4: 2.776445, 5: 2.570582, 10: 2.228139, 30: 2.042272, 1000: 1.962339}
@@ -222,6 +225,9 @@ def test_bands_are_mean_and_sd_at_the_steps_every_run_logged():
 
 # ---- the command on a real DVC repository -----------------------------------------------
 
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
 # (name, seed, train.lr, evaluate.seed, fid): two settings of two seeds, and one run whose
 # evaluate.seed differs (a group of its own, of one run). The first is the commit.
 SAVED = (("main", 0, 0.001, 0, 6.0), ("s1", 1, 0.001, 0, 6.4), ("lr0", 0, 0.002, 0, 8.0),
@@ -235,8 +241,7 @@ def saved_repo(tmp_path_factory):
     from dvc.repo import Repo
 
     root = tmp_path_factory.mktemp("saved")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = GIT_IDENTITY
     old, cwd = {k: os.environ.get(k) for k in env}, os.getcwd()
     os.environ.update(env)
     os.chdir(root)  # DVC's in-process experiments read params.yaml relative to the cwd
@@ -335,3 +340,63 @@ def test_outside_a_repository_it_says_so(tmp_path, monkeypatch, capsys):
     assert code == 2 and out == ""
     assert err == f"error: {tmp_path}: not a DVC repository (no .dvc folder here or above); " \
                   "run gan-compare in the project\n"
+
+
+# ---- the sweep line of README and the band template of dvc plots -------------------------
+
+def test_readmes_sweep_line_queues_each_seed_of_each_setting_and_nothing_else(tmp_path,
+                                                                              monkeypatch):
+    """README's line, run through DVC's own sweep code: one queued experiment per seed and
+    lr, each changing those two keys only. The seed is a param of train alone, so the
+    seeds share the prepared data and the judge."""
+    from dvc.repo import Repo
+
+    from gan.queue import read_params
+
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("dvc exp run --queue -S 'seed=range("))
+    argv = shlex.split(line.split("#")[0])
+    assert argv[:4] == ["dvc", "exp", "run", "--queue"]
+    sets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-S"]
+    assert len(argv) == 4 + 2 * len(sets)
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert [name for name, stage in stages.items() if "seed" in stage.get("params", [])] == \
+        ["train"]
+
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q", "-b", "main"], check=True)
+    Repo.init(str(tmp_path)).close()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "dvc.yaml").write_text("params:\n  - params.yaml\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-qm", "base"], check=True)
+    with Repo(str(tmp_path)) as repo:
+        repo.experiments.run(queue=True, params=sets)
+        base = read_params(repo, "HEAD", ["params.yaml"])
+        queued = [read_params(repo, entry.stash_rev, ["params.yaml"])
+                  for entry in repo.experiments.celery_queue.iter_queued()]
+    assert sorted((p["seed"], p["train.lr"]) for p in queued) == \
+        [(seed, lr) for seed in (0, 1, 2) for lr in (0.001, 0.0032)]
+    for p in queued:
+        assert {k for k in base if p[k] != base[k]} <= {"seed", "train.lr"}
+
+
+def test_the_band_template_fills_as_dvc_fills_it():
+    """.dvc/plots/band.json through DVC's renderer: one errorband of mean +- one sd per step
+    under the mean line, pooling the revisions (nothing splits them by rev)."""
+    from dvc_render import VegaRenderer
+
+    points = [{"step": "3", "fid": "0.4", "rev": "a"}, {"step": "3", "fid": "0.3", "rev": "b"}]
+    spec = VegaRenderer(points, "fid.tsv", template="band", template_dir=str(ROOT / ".dvc" /
+                        "plots"), x="step", y="fid", title="FID").get_filled_template()
+    assert spec["data"]["values"] == points and spec["encoding"]["x"]["field"] == "step"
+    band, line = spec["layer"]
+    assert band["mark"]["type"] == "errorband" and band["mark"]["extent"] == "stdev"
+    assert band["encoding"]["y"]["field"] == "fid"
+    assert line["mark"] == "line" and line["encoding"]["y"] == {
+        "aggregate": "mean", "field": "fid", "type": "quantitative"}
+    assert "rev" not in json.dumps({k: v for k, v in spec.items() if k != "data"})
