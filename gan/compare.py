@@ -22,6 +22,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -594,10 +595,16 @@ def open_repo(path: str = os.curdir):
     return repo
 
 
+def _quiet_logging() -> None:
+    """DVC logs warnings of its own (GAN_DEBUG=1 keeps them); gan-compare prints notes."""
+    if os.environ.get("GAN_DEBUG") == "1":
+        return
+    for name in ("dvc", "dvc_task", "celery", "kombu", "scmrepo"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: one-line errors and exit code 2 for what the user can fix."""
-    from gan.queue import _quiet_logging
-
     args = _parser().parse_args(argv)
     _quiet_logging()
     from dvc.exceptions import DvcException
