@@ -43,7 +43,7 @@ LABELS = {"fid": "FID (during training)", "d_loss": "D loss", "g_loss": "G loss"
 # Numbers of metrics/eval.json that are no score of the run: the floors (real images against
 # the test split), the sample count and the spread of KID's subsets.
 NOT_SCORES = ("n_samples", "kid_std")
-TEST = "Welch's t (unequal variances, Welch-Satterthwaite df), two-sided, 5 %"
+TEST = "Welch's t test (Welch-Satterthwaite df), two-sided, 5 %"
 
 
 # ---- statistics: pure functions of numbers -------------------------------------------------
@@ -154,7 +154,7 @@ def welch(a: list[float], b: list[float]) -> Difference:
     half = t_quantile((1 + LEVEL) / 2, df) * se
     interval = (diff - half, diff + half)
     significant = interval[0] > 0 or interval[1] < 0
-    p = min(1.0, 2 * (1 - t_cdf(abs(diff) / se, df)))
+    p = min(1.0, 2 * t_cdf(-abs(diff) / se, df))  # the lower tail, integrated: no 1 - cdf
     return Difference(diff, interval, df, p, significant,
                       "significant" if significant else "not significant")
 
@@ -371,7 +371,7 @@ def build_report(groups: list[Group], names: list[str], baseline: int | None = N
     notes = list(notes or [])
     for i, g in enumerate(groups):
         notes += repeated_seeds(i + 1, g)
-    return {"level": LEVEL, "interval": "Student's t of the mean, n - 1 df", "test": TEST,
+    return {"level": LEVEL, "interval": "of the mean, Student's t (n - 1 df)", "test": TEST,
             "seed_key": SEED_KEY, "differing_params": keys,
             "baseline": None if baseline is None else baseline + 1,
             "groups": entries, "differences": differences, "notes": notes}
@@ -386,8 +386,8 @@ def format_text(report: dict) -> str:
     groups = report["groups"]
     runs = sum(g["n"] for g in groups)
     lines = [f"gan-compare: {runs} run{'s' * (runs != 1)} in {len(groups)} group"
-             f"{'s' * (len(groups) != 1)} (params equal but {report['seed_key']}); "
-             f"95 % intervals; differences by {report['test']}",
+             f"{'s' * (len(groups) != 1)} (params equal but {report['seed_key']})",
+             f"intervals: 95 %, {report['interval']}; differences: {report['test']}",
              "differing params: " + (", ".join(report["differing_params"]) or "none")]
     width = max([len(m) for g in groups for m in g["scores"]] + [6])
     for g in groups:
