@@ -12,7 +12,7 @@ the 95 % interval of that mean, Student's t with n - 1 degrees of freedom. Betwe
 groups: the difference of means with its 95 % interval from Welch's t (unequal variances,
 Welch-Satterthwaite degrees of freedom), called significant when that interval leaves out
 zero (p < 0.05, two-sided). The statistics are pure functions of lists of numbers; DVC is
-read only by ``read_runs`` and ``read_curve``.
+read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``.
 """
 
 from __future__ import annotations
@@ -611,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with open_repo() as repo:
-            print(compare_command(repo, args))
+            print(compare_command(repo, args), flush=True)
+    except BrokenPipeError:  # `| head` read what it wanted: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (GanError, DvcException) as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise
