@@ -157,6 +157,15 @@ class EvaluateConfig:
     train_fid_samples: int = _opt(2000, min=2)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NumericsConfig:
+    """How the CPU computes (gan/numerics.py): portable pins the threads and kernels so
+    that every x86-64 machine writes the same bits; off lets torch use what it finds."""
+
+    portable: bool = _opt(True)
+    threads: int = _opt(2, min=1, max=1024)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -166,6 +175,7 @@ SECTIONS: dict[str, type] = {
     "plot": PlotConfig,
     "classifier": ClassifierConfig,
     "evaluate": EvaluateConfig,
+    "numerics": NumericsConfig,
 }
 
 
