@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gan import checkpoint, sample
-from gan.errors import GanError
+from gan.errors import GanError, one_line_warnings
 
 # Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
 # walk of --n is generated at once.
@@ -108,6 +108,7 @@ def sample_command(args: argparse.Namespace) -> str:
 def _one_line_errors(command, args: argparse.Namespace) -> int:
     """Print what ``command(args)`` returns; a GanError is one line on stderr, exit code 2;
     Ctrl-C is one line, exit code 130 (every file it writes is written whole or not at all)."""
+    one_line_warnings()
     try:
         print(command(args))
     except KeyboardInterrupt:
@@ -150,8 +151,8 @@ def _score_parser() -> argparse.ArgumentParser:
     return p
 
 
-def stream_features(judge, paths: list[Path], size: int, channels: int,
-                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stream_features(judge, paths: list[Path], size: int, channels: int, batch_size: int,
+                    background: str = "white") -> tuple[torch.Tensor, torch.Tensor]:
     """The judge's (features (N, F), logits (N, K)) of the images at ``paths``, read
     ``batch_size`` at a time: one batch of pixels is held at once, whatever N (the same
     batches, so the same bits, as extracting them all at once). A progress bar on a
@@ -166,7 +167,8 @@ def stream_features(judge, paths: list[Path], size: int, channels: int,
               disable=None, dynamic_ncols=True) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            pixels = np.stack([image_folder.read_image(path, size, channels) for path in chunk])
+            pixels = np.stack([image_folder.read_image(path, size, channels, background)
+                               for path in chunk])
             f, k = classifier.extract(judge, data.to_unit_range(pixels, size), batch_size)
             feats.append(f)
             logits.append(k)
@@ -178,12 +180,14 @@ def score_command(args: argparse.Namespace) -> str:
     """The scores of ``args.folder``, as text or one JSON line."""
     # Imported here: gan-sample needs none of the scoring modules.
     from gan import classifier, data, image_folder, metrics, runtime
-    from gan.config import load_section, read_params
+    from gan.config import DataConfig, load_section, read_params
 
     params = read_params(args.params) if args.params.is_file() else {"evaluate": {}}
     cfg = load_section(params, "evaluate")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
     channels, size, _ = judge_cfg["image_shape"]
+    # transparent images go on the background prepare put the real ones on
+    background = (params.get("data") or {}).get("background", DataConfig.background)
     paths = image_folder.image_paths(args.folder)
     n = len(paths)
     if n < metrics.MIN_SAMPLES:
@@ -199,15 +203,18 @@ def score_command(args: argparse.Namespace) -> str:
         _check_png_path(args.nearest)
         if not 1 <= args.pairs <= 64:
             raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
-    feats, logits = stream_features(judge, paths, size, channels, cfg.batch_size)
+    feats, logits = stream_features(judge, paths, size, channels, cfg.batch_size, background)
     print(f"gan-score: read {n} images of {args.folder}", file=sys.stderr)
     warning = metrics.small_split_warning(test_data["images"].shape[0])
     if warning:  # after the images: an unreadable one is the only line
         print(warning, file=sys.stderr)
     scores = metrics.score_features(feats, logits, None, judge, train_data, test_data, cfg)
-    scores = {"n_samples": n, **scores}
+    flags = metrics.judge_checks(scores, judge_cfg)
+    for reason in flags.values():
+        print(f"warning: {reason}", file=sys.stderr)
+    scores = {"n_samples": n, **scores, **dict.fromkeys(flags, 1)}
     if args.nearest is not None:
-        _nearest_picture(args, judge, feats, paths, (size, channels), train_data,
+        _nearest_picture(args, judge, feats, paths, (size, channels, background), train_data,
                          cfg.batch_size)
     if args.json:  # rounded and keyed as the evaluate stage writes metrics/eval.json
         return json.dumps({k: round(v, 6) for k, v in sorted(scores.items())})
@@ -216,7 +223,7 @@ def score_command(args: argparse.Namespace) -> str:
 
 
 def _nearest_picture(args: argparse.Namespace, judge, feats: torch.Tensor, paths: list[Path],
-                     shape: tuple[int, int], train_data: dict, batch_size: int) -> None:
+                     shape: tuple[int, int, str], train_data: dict, batch_size: int) -> None:
     """--nearest: the folder's images closest to a training image, above those; only these
     images are read again."""
     import numpy as np
@@ -225,8 +232,8 @@ def _nearest_picture(args: argparse.Namespace, judge, feats: torch.Tensor, paths
 
     train_feats, _ = classifier.extract(judge, train_data["images"], batch_size)
     pairs = metrics.pairs_of_features(train_feats, feats, min(args.pairs, len(paths)))
-    size, channels = shape
-    pixels = np.stack([image_folder.read_image(paths[i], size, channels)
+    size, channels, background = shape
+    pixels = np.stack([image_folder.read_image(paths[i], size, channels, background)
                        for i in pairs["samples"].tolist()])
     plots.save_figure(plots.nearest_figure(
         data.to_unit_range(pixels, size), train_data["images"][pairs["train"]],

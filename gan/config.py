@@ -52,6 +52,9 @@ class DataConfig:
     mirror: str | None = _opt(None)
     path: str | None = _opt(None)  # image_folder: the folder of the user's images
     channels: int | None = _opt(None, choices=(1, 3))  # image_folder: null keeps the files' own
+    # image_folder: the colour transparent pixels are composited onto (a name or #rrggbb,
+    # gan.image_folder.background_rgb); the IDX datasets have no transparency
+    background: str = _opt("white")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +144,9 @@ class ClassifierConfig:
     lr: float = _opt(gt=0.0, max=1.0)
     width: int = _opt(32, min=1, max=1024)
     seed: int = _opt(min=0)
+    # go on with a judge whose test accuracy is within gan.classifier.chance_margin of
+    # chance, every score it feeds marked; false: the classifier stage stops
+    allow_chance: bool = _opt(False, recorded_when_off=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +155,15 @@ class EvaluateConfig:
     seed: int = _opt(0, min=0)
     batch_size: int = _opt(500, min=1, max=65536)
     train_fid_samples: int = _opt(2000, min=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NumericsConfig:
+    """How the CPU computes (gan/numerics.py): portable pins the threads and kernels so
+    that every x86-64 machine writes the same bits; off lets torch use what it finds."""
+
+    portable: bool = _opt(True)
+    threads: int = _opt(2, min=1, max=1024)
 
 
 SECTIONS: dict[str, type] = {
@@ -160,6 +175,7 @@ SECTIONS: dict[str, type] = {
     "plot": PlotConfig,
     "classifier": ClassifierConfig,
     "evaluate": EvaluateConfig,
+    "numerics": NumericsConfig,
 }
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import math
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,27 @@ import torch.nn.functional as F
 
 from gan import image_folder
 from gan.config import DataConfig, choose
-from gan.errors import ConfigError, GanError
+from gan.errors import ConfigError, GanError, GanWarning
 from gan.io import check_integrity, staging_dir
 
 SPLITS = ("train", "test")
 IMAGE_FOLDER = "image_folder"
 MIRROR_ENV = "GAN_DATA_MIRROR"
+# A split whose pixels spread less than this (standard deviation, of 255) is refused: its
+# images are one flat colour, nothing a GAN or its judge can learn from. Fashion-MNIST's
+# spread is about 90; a 1-level dither on a flat colour is 0.5.
+NEARLY_CONSTANT = 2.0
+# Exact copies (the same prepared pixels) above this share of all images are warned of.
+# Copies weigh twice in FID's statistics, and an image with k copies has a k-NN ball of
+# radius 0, so precision, recall, density and coverage start to count copies, not images;
+# a few stray doubles are what any collected folder holds (Fashion-MNIST has none).
+DUPLICATE_SHARE = 0.05
+# Fewer training images than this in a class are warned of: a class of 9 has at most 1
+# test image (1 in 10 go there), and the judge has almost nothing to learn it from.
+MIN_CLASS_TRAIN = 10
+# The smallest test split the scores accept: gan.metrics.MIN_TEST (density and coverage
+# need 5 neighbours per image); tests/test_image_folder.py holds the two together.
+MIN_TEST = 6
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,7 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError("data.path: missing; data.dataset: image_folder reads the folder it "
                           "names")
     check_channels(cfg.dataset, cfg.channels)
+    image_folder.background_rgb(cfg.background)  # refused even where the IDX data ignore it
 
 
 def _read_candidate(folder: Path, raw: RawFile) -> tuple[bytes, str | None, Path] | None:
@@ -276,21 +294,82 @@ def _save_split(split: dict, path: Path) -> None:
         raise
 
 
+def duplicates(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, int]:
+    """Exact copies (the same pixels) among uint8 images: {split: images that copy an earlier
+    one of that split, "across": test images with a copy among the training images}."""
+    def digests(images: np.ndarray) -> list[bytes]:
+        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in images]
+
+    seen = {split: digests(images) for split, (images, _) in splits.items()}
+    counts = {split: len(d) - len(set(d)) for split, d in seen.items()}
+    train = set(seen["train"])
+    counts["across"] = sum(d in train for d in seen["test"])
+    return counts
+
+
+def check_splits(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str],
+                 where: str) -> dict[str, int]:
+    """Refuse a (nearly) constant split; warn of copies above DUPLICATE_SHARE, of a class
+    with no test image or under MIN_CLASS_TRAIN training images, and of a test split under
+    MIN_TEST. Returns ``duplicates(splits)``. ``where``: the key or file to name."""
+    for split, (images, _) in splits.items():
+        spread = float(images.std(dtype=np.float64)) if images.shape[0] > 1 else math.inf
+        if spread < NEARLY_CONSTANT:
+            raise GanError(f"{where}: the {images.shape[0]} {split} images are nearly one "
+                           f"flat colour (pixel spread {spread:.2f} of 255, all about "
+                           f"{float(images.mean()):.0f}); nothing can be learnt from them. "
+                           f"Transparent images? They are put on data.background")
+    copies = duplicates(splits)
+    total = sum(images.shape[0] for images, _ in splits.values())
+    extra = copies["train"] + copies["test"] + copies["across"]
+    if extra > DUPLICATE_SHARE * total:
+        warnings.warn(f"{where}: {extra} of the {total} images are exact copies of another "
+                      f"({extra / total:.0%}, over {DUPLICATE_SHARE:.0%}); the scores count "
+                      f"each copy again: remove them", GanWarning, stacklevel=2)
+    if len(classes) > 1:
+        counts = {split: np.bincount(labels, minlength=len(classes))
+                  for split, (_, labels) in splits.items()}
+        lacking = [f"{name!r}" for name, n in zip(classes, counts["test"], strict=True) if n == 0]
+        if lacking:
+            warnings.warn(f"{where}: classes {', '.join(lacking)} have no test image (a class "
+                          f"needs 2 distinct images; 1 in 10 go to test): the scores cannot "
+                          f"check them", GanWarning, stacklevel=2)
+        few = [f"{name!r} ({n})" for name, n in zip(classes, counts["train"], strict=True)
+               if n < MIN_CLASS_TRAIN]
+        if few:
+            warnings.warn(f"{where}: classes {', '.join(few)} have under {MIN_CLASS_TRAIN} "
+                          f"training images: too few for the judge to learn them; add images "
+                          f"or merge classes", GanWarning, stacklevel=2)
+    n_test = splits["test"][0].shape[0]
+    if n_test < MIN_TEST:
+        warnings.warn(f"{where}: the test split holds {n_test} images; evaluate and gan-score "
+                      f"need at least {MIN_TEST}: add images (1 in 10 per class go to test)",
+                      GanWarning, stacklevel=2)
+    return copies
+
+
 def prepare(dataset: str, raw_dir: Path, out_dir: Path, image_size: int,
-            channels: int | None = None) -> dict:
+            channels: int | None = None, background: str = DataConfig.background) -> dict:
     """Write ``{split}.pt`` ({images, labels, classes}) to ``out_dir``; return data metrics.
 
-    ``channels`` (data.channels) is image_folder's: 1 or 3, or None for the files' majority.
+    ``channels`` (data.channels) is image_folder's: 1 or 3, or None for the files' majority;
+    so is ``background`` (data.background), the colour under transparent pixels.
     """
+    transparent = 0
     if dataset == IMAGE_FOLDER:
-        splits, classes, _ = image_folder.load(raw_dir, image_size, channels)
+        splits, classes, _, transparent = image_folder.load(raw_dir, image_size, channels,
+                                                            background)
+        where = "data.path"
     else:
         check_channels(dataset, channels)
         classes = list(dataset_spec(dataset).classes)
         splits = load_raw(dataset, raw_dir)
+        where = f"data.dataset ({dataset})"
+    copies = check_splits(splits, classes, where)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(classes)}
+    metrics: dict = {"dataset": dataset, "image_size": image_size, "classes": len(classes),
+                     "duplicates": copies, "transparent": transparent}
     with staging_dir(out_dir, "prepare") as tmp:
         staged = tmp / "staged"
         staged.mkdir()

@@ -6,22 +6,27 @@ DVC tracks their content; ``prepare`` decodes, sizes and splits them determinist
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from gan.config import GanError
+from gan.config import DataConfig
+from gan.errors import ConfigError, GanError, GanWarning
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "manifest.json"
 IMAGES = "images"  # the raw folder's copy of the user's folder
 TEST_EVERY = 10  # one image in this many per class goes to the test split
 GRAY_BANDS = {("1",), ("L",), ("L", "A"), ("I",), ("I;16",), ("F",)}
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")  # a palette or gray image may instead name
+# one transparent colour (info["transparency"])
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -95,10 +100,24 @@ def scan(folder: Path) -> tuple[list[str], dict[str, list[Path]], list[Path]]:
     return classes, {name: by_class[name] for name in classes}, skipped
 
 
+@contextlib.contextmanager
+def _pillow_warnings(path: Path) -> Iterator[None]:
+    """Pillow's own warnings while decoding ``path``, said again as one GanWarning line each
+    naming the file (raw, they carry Pillow's source location in the virtual environment)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        if issubclass(item.category, GanWarning):  # said already, by an inner _open
+            warnings.warn(item.message, stacklevel=3)
+        else:
+            warnings.warn(f"{path}: {item.message} (Pillow)", GanWarning, stacklevel=3)
+
+
 def _open(path: Path) -> Image.Image:
     """The decoded image at ``path``, or one GanError naming the file."""
     try:
-        with Image.open(path) as image:
+        with _pillow_warnings(path), Image.open(path) as image:
             image.load()
             return image
     except Image.DecompressionBombError:
@@ -109,20 +128,58 @@ def _open(path: Path) -> Image.Image:
                        f"{exc})") from None
 
 
-def _convert(image: Image.Image, mode: str) -> Image.Image:
-    """``image`` in ``mode`` (L or RGB), 16-bit grayscale scaled to 8 bits.
+def background_rgb(colour: str) -> tuple[int, int, int]:
+    """data.background as (R, G, B): a colour name Pillow knows, or #rrggbb."""
+    try:
+        return ImageColor.getrgb(colour)[:3]
+    except (ValueError, AttributeError):
+        raise ConfigError(f"data.background: got {colour!r}, allowed: a colour name (white, "
+                          f"black, gray, ...) or #rrggbb") from None
+
+
+def _is_transparent(image: Image.Image) -> bool:
+    return image.mode in ALPHA_MODES or "transparency" in image.info
+
+
+def _flatten(image: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, bool]:
+    """(``image`` composited onto ``background`` if it has an alpha channel or a transparent
+    colour, whether any pixel was not opaque). Images without either come back as they are.
+
+    convert("RGB") drops alpha: an icon's transparent pixels hold whatever colour was
+    saved under them, often black, so dark glyphs on them became black squares.
+    """
+    if not _is_transparent(image):
+        return image, False
+    rgba = image.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    flat = Image.new("RGBA", rgba.size, (*background, 255))
+    flat.alpha_composite(rgba)
+    return flat.convert("RGB"), alpha.getextrema()[0] < 255
+
+
+def _convert(image: Image.Image, mode: str, background: tuple[int, int, int]
+             ) -> tuple[Image.Image, bool]:
+    """(``image`` in ``mode`` (L or RGB), whether it had transparency), 16-bit grayscale
+    scaled to 8 bits and transparent pixels composited onto ``background``.
 
     Pillow opens a 16-bit grayscale PNG in mode I;16 (or I), and its convert("L") clips
     every value above 255 to white: mid-grey 32768 became 255. Scaled instead, v -> v *
-    255 / 65535 rounded (32768 -> 128, 65535 -> 255). 16-bit RGB PNGs open as 8-bit RGB.
+    255 / 65535 rounded (32768 -> 128, 65535 -> 255). 16-bit RGB(A) PNGs open as 8-bit.
     """
     if image.mode.startswith("I;16") or image.mode == "I":
         wide = np.asarray(image, dtype=np.int64)
         if wide.min() < 0 or wide.max() > 65535:
             raise GanError(f"{getattr(image, 'filename', 'an image')}: integer pixels outside "
                            f"0 to 65535; save it as an 8- or 16-bit PNG")
-        image = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
-    return image.convert(mode)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        key = image.info.get("transparency")  # a 16-bit gray value, matched before scaling
+        if isinstance(key, int):
+            alpha = np.where(wide == key, 0, 255).astype(np.uint8)
+            image = Image.fromarray(np.stack([gray, alpha], axis=-1), mode="LA")
+        else:
+            image = Image.fromarray(gray, mode="L")
+    image, transparent = _flatten(image, background)
+    return image.convert(mode), transparent
 
 
 def download(folder: str | None, out_dir: Path) -> dict[str, str]:
@@ -141,7 +198,7 @@ def download(folder: str | None, out_dir: Path) -> dict[str, str]:
         names = ", ".join(str(p.relative_to(folder)) for p in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         warnings.warn(f"data.path: skipped {len(skipped)} files that are not PNG/JPEG: "
-                      f"{names}{more}", stacklevel=2)
+                      f"{names}{more}", GanWarning, stacklevel=2)
     sources: dict[str, str] = {}
     manifest: dict[str, dict] = {"classes": classes, "files": {}}
     out_dir = Path(out_dir)
@@ -175,59 +232,107 @@ def _is_gray(image: Image.Image) -> bool:
     return image.getbands() in GRAY_BANDS
 
 
-def _test_share(paths: list[str]) -> set[str]:
-    """The test images of one class: the first 1 in TEST_EVERY by the hash of their name."""
-    if len(paths) < 2:
-        return set()  # a lone image trains
-    ranked = sorted(paths, key=lambda p: hashlib.sha256(p.encode()).hexdigest())
-    return set(ranked[:max(1, len(paths) // TEST_EVERY)])
+def _name_rank(rel: str) -> str:
+    return hashlib.sha256(rel.encode()).hexdigest()
 
 
-def load(raw_dir: Path, image_size: int, channels: int | None
-         ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], int]:
-    """({split: (uint8 (N, S, S[, 3]), int64 labels (N,))}, classes, channels) from raw_dir."""
-    raw_dir = Path(raw_dir)
+def _test_share(classes: list[str], entries: dict[str, dict], digests: dict[str, str]
+                ) -> set[str]:
+    """The test images: per class, 1 in TEST_EVERY (at least one of 2 or more), taken in the
+    order of the hash of their names, each with every exact copy of it (``digests``: the
+    prepared pixels' hash), so that no image is in both splits; a class keeps at least one
+    training image. Without copies: the first len // TEST_EVERY names of each class."""
+    copies: dict[str, list[str]] = {}
+    for rel, digest in digests.items():
+        copies.setdefault(digest, []).append(rel)
+    test: set[str] = set()
+    for name in classes:
+        paths = [rel for rel in digests if entries[rel]["class"] == name]
+        if len(paths) < 2:
+            continue  # a lone image trains
+        want = max(1, len(paths) // TEST_EVERY)
+        taken = sum(rel in test for rel in paths)  # copies another class already took
+        for rel in sorted(paths, key=_name_rank):
+            if taken >= want:
+                break
+            group = copies[digests[rel]]
+            mine = sum(entries[g]["class"] == name and g not in test for g in group)
+            if rel in test or taken + mine >= len(paths):
+                continue
+            test.update(group)
+            taken += mine
+    return test
+
+
+def _read_manifest(raw_dir: Path) -> tuple[list[str], dict[str, dict], dict[str, Path]]:
+    """(classes, {relative path: entry}, {relative path: raw file}), each file checked
+    against its SHA-256."""
     manifest_path = raw_dir / MANIFEST
     if not manifest_path.is_file():
         raise GanError(f"{manifest_path}: missing; run the download stage (dvc repro download)")
     manifest = json.loads(manifest_path.read_text())
-    classes: list[str] = manifest["classes"]
     entries: dict[str, dict] = manifest["files"]
     paths = {rel: raw_dir / IMAGES / rel for rel in sorted(entries)}
-    gray = 0
     for rel, path in paths.items():
         if not path.is_file():
             raise GanError(f"{path}: missing; run the download stage (dvc repro download)")
         if hashlib.sha256(path.read_bytes()).hexdigest() != entries[rel]["sha256"]:
             raise GanError(f"{path}: SHA-256 differs from {MANIFEST}; run the download stage "
                            f"(dvc repro download)")
+    return manifest["classes"], entries, paths
+
+
+def _majority_channels(paths: list[Path]) -> int:
+    """1 when most files are grayscale, else 3 (a tie goes to RGB, which loses nothing)."""
+    gray = 0
+    for path in paths:
         try:
             with Image.open(path) as image:  # reads the header only
                 gray += _is_gray(image)
         except (UnidentifiedImageError, OSError) as exc:
             raise GanError(f"{path}: not a readable PNG/JPEG image ({exc})") from None
-    if channels is None:  # the majority of the files; a tie goes to RGB, which loses nothing
-        channels = 1 if 2 * gray > len(paths) else 3
+    return 1 if 2 * gray > len(paths) else 3
+
+
+def _fitted(path: Path, mode: str, image_size: int, background: tuple[int, int, int],
+            keep_size: bool = False) -> tuple[np.ndarray, bool]:
+    """(uint8 (S, S[, 3]) of the file at ``path``, whether it had transparency):
+    composited onto ``background`` before any resizing, then the centre cropped to a square
+    and resized, as torchvision's Resize + CenterCrop; ``keep_size`` leaves an image of
+    ``image_size`` px as it is."""
+    with _pillow_warnings(path):
+        image, transparent = _convert(_open(path), mode, background)
+        if not (keep_size and image.size == (image_size, image_size)):
+            image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8), transparent
+
+
+def load(raw_dir: Path, image_size: int, channels: int | None,
+         background: str = DataConfig.background
+         ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], int, int]:
+    """({split: (uint8 (N, S, S[, 3]), int64 labels (N,))}, classes, channels, how many
+    images had transparency) from raw_dir, transparent pixels on ``background``."""
+    classes, entries, paths = _read_manifest(Path(raw_dir))
+    if channels is None:
+        channels = _majority_channels(list(paths.values()))
     mode = {1: "L", 3: "RGB"}[channels]
-    test: set[str] = set()
-    for name in classes:
-        test |= _test_share([r for r in paths if entries[r]["class"] == name])
-    if not test:
-        raise GanError("data.path: no class has 2 images or more, so none is left for the "
-                       "test split")
-    index = {name: i for i, name in enumerate(classes)}
-    splits: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []),
-                                                             "test": ([], [])}
+    rgb = background_rgb(background)
+    pixels, digests, transparent = {}, {}, 0
     for rel, path in paths.items():
-        # Crop the centre to a square, then resize, as torchvision's Resize + CenterCrop.
-        image = ImageOps.fit(_convert(_open(path), mode), (image_size, image_size),
-                             Image.Resampling.LANCZOS)
-        arrays, labels = splits["test" if rel in test else "train"]
-        arrays.append(np.asarray(image, dtype=np.uint8))
-        labels.append(index[entries[rel]["class"]])
-    out = {split: (np.stack(arrays), np.array(labels, dtype=np.int64))
-           for split, (arrays, labels) in splits.items()}
-    return out, classes, channels
+        pixels[rel], had_alpha = _fitted(path, mode, image_size, rgb)
+        digests[rel] = hashlib.sha256(pixels[rel].tobytes()).hexdigest()
+        transparent += had_alpha
+    test = _test_share(classes, entries, digests)
+    if not test:
+        raise GanError("data.path: no class has 2 distinct images or more, so none is left "
+                       "for the test split")
+    index = {name: i for i, name in enumerate(classes)}
+    out = {}
+    for split in ("train", "test"):
+        rels = [rel for rel in paths if (rel in test) == (split == "test")]
+        out[split] = (np.stack([pixels[rel] for rel in rels]),
+                      np.array([index[entries[rel]["class"]] for rel in rels], dtype=np.int64))
+    return out, classes, channels, transparent
 
 
 def image_paths(folder: Path) -> list[Path]:
@@ -241,17 +346,19 @@ def image_paths(folder: Path) -> list[Path]:
     return paths
 
 
-def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
-    """uint8 (S, S[, 3]) of one image, converted to ``channels`` and fitted to
-    ``image_size`` as ``load`` does."""
-    image = _convert(_open(path), {1: "L", 3: "RGB"}[channels])
-    if image.size != (image_size, image_size):  # samples of the judge's size stay as is
-        image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.uint8)
+def read_image(path: Path, image_size: int, channels: int,
+               background: str = DataConfig.background) -> np.ndarray:
+    """uint8 (S, S[, 3]) of one image, converted to ``channels``, transparent pixels on
+    ``background``, fitted to ``image_size`` as ``load`` does; samples of the judge's size
+    stay as they are."""
+    mode = {1: "L", 3: "RGB"}[channels]
+    return _fitted(path, mode, image_size, background_rgb(background), keep_size=True)[0]
 
 
-def read_images(folder: Path, image_size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
+def read_images(folder: Path, image_size: int, channels: int,
+                background: str = DataConfig.background) -> tuple[np.ndarray, list[Path]]:
     """(uint8 (N, S, S[, 3]), their paths) of every PNG/JPEG anywhere under ``folder``
     (``image_paths``, ``read_image``)."""
     paths = image_paths(folder)
-    return np.stack([read_image(path, image_size, channels) for path in paths]), paths
+    return np.stack([read_image(path, image_size, channels, background)
+                     for path in paths]), paths

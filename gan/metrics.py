@@ -37,6 +37,13 @@ MIN_TEST = DC_NEIGHBOURS + 1
 # is biased by about 1/N, Chong & Forsyth 2020) and below 128 (the features' width) FID's
 # covariance is singular; the scores are then only comparable on the same split.
 RELIABLE_TEST_IMAGES = 1000
+# A feature distance this small, relative to the training features' mean length, is the
+# same image: float32 convolutions of one image in two batches differ by ~1e-7 of it.
+SAME_IMAGE = 1e-4
+# Real training images that cover less than this share of the test split's 5-NN balls, no
+# more than the samples do, mean a judge whose features do not tell image from image
+# (Fashion-MNIST's real images cover 0.97).
+REAL_COVERAGE_MIN = 0.5
 
 
 def check_test_split(n_test: int, where: Path) -> None:
@@ -207,14 +214,18 @@ def copies(train_feats: torch.Tensor, feats: torch.Tensor,
     needed = index.unique()  # only these training images' own neighbours are needed
     radii = torch.full((train_feats.shape[0],), float("nan"))
     radii[needed] = nearest_other(train_feats, needed, chunk)
-    return distance < radii[index], distance, index
+    # An exact copy is a copy even of a training image with a twin (radius 0), which no
+    # image can be nearer than.
+    same = distance <= SAME_IMAGE * float(train_feats.float().norm(dim=1).mean())
+    return (distance < radii[index]) | same, distance, index
 
 
 def memorised(train_feats: torch.Tensor, feats: torch.Tensor, chunk: int = 1000) -> float:
     """Share of ``feats`` (M, F) that copy a training image: closer to their nearest
     training image than that image is to its own nearest other training image.
 
-    The authenticity test of Alaa et al. (2022), each failure counted as a copy. Real images
+    The authenticity test of Alaa et al. (2022), each failure counted as a copy, and so is
+    a feature-for-feature copy of a training image that has twins. Real images
     no model saw (the test split) fail it too, for a share that depends on the data: that
     share is the floor.
     """
@@ -313,6 +324,44 @@ def score_features(fake_feats: torch.Tensor, fake_logits: torch.Tensor,
         floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
     return {"n_samples": n, **scores,
             **{f"{name}_real": value for name, value in floor.items()}}
+
+
+def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
+    """{flag: one-line reason} for readings no generator can cause, which mean that the judge
+    cannot separate these images: eval.json and gan-score write each flag as 1."""
+    flags = {}
+    if judge_cfg.get("at_chance"):
+        flags["flag_judge_at_chance"] = (
+            "classifier.allow_chance: the judge was no better than chance on the test split; "
+            "every score here is noise")
+    if scores["fid"] < scores["fid_real"]:
+        flags["flag_fid_below_real"] = (
+            f"FID {scores['fid']:.2f} is below the real training images' "
+            f"{scores['fid_real']:.2f}: the judge cannot separate these images from real ones "
+            f"(a judge that sees nothing, or copies of real images), so FID says nothing of a "
+            f"generator")
+    if scores["coverage_real"] < REAL_COVERAGE_MIN and scores["coverage"] >= scores[
+            "coverage_real"]:
+        flags["flag_real_coverage_low"] = (
+            f"real training images cover {scores['coverage_real']:.3f} of the test split, no "
+            f"more than the samples' {scores['coverage']:.3f}: the judge cannot separate these "
+            f"images")
+    if scores.get("class_coverage_real", 1.0) < 1.0:  # absent without classes
+        flags["flag_real_class_coverage_low"] = (
+            f"class_coverage of real training images is {scores['class_coverage_real']:.2f}: "
+            f"the judge cannot separate these classes (or they are very unequal), so the "
+            f"class scores say nothing of the generator")
+    return flags
+
+
+def collapse_warning(scores: dict[str, float]) -> str | None:
+    """A one-line warning when the samples' class coverage is below the real images' own
+    (absent without classes); as low for real images, it is the judge's, not the generator's
+    (judge_checks says so)."""
+    if scores.get("class_coverage", 1.0) >= min(1.0, scores.get("class_coverage_real", 1.0)):
+        return None
+    return (f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
+            f"than half their fair share of samples; the generator may be mode-collapsing")
 
 
 def training_fid(classifier: nn.Module, real_images: torch.Tensor, n_samples: int,

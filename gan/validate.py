@@ -89,5 +89,5 @@ def check_params(params: dict[str, Any]) -> None:
               data_cfg.image_size)
     sample_cfg = load_section(params, "sample")
     sample.interpolation_method(sample_cfg.interpolation, "normal")
-    for name in ("resume", "plot", "classifier", "evaluate"):
+    for name in ("resume", "plot", "classifier", "evaluate", "numerics"):
         load_section(params, name)

@@ -4,6 +4,7 @@ Data of one class trains the rotation judge instead, and its accuracy is reporte
 rotation_accuracy (gan.classifier).
 """
 
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +33,15 @@ def main() -> None:
         cfg, train_data, test_data,
         on_epoch=lambda epoch, acc: print(f"classifier: epoch {epoch}/{cfg.epochs}, "
                                           f"{name} {acc:.4f}", flush=True))
+    if result.at_chance and not cfg.allow_chance:
+        raise classifier.at_chance_error(result)
     save_checkpoint(result.checkpoint, args.out)
-    write_json({result.score_name: round(result.test_accuracy, 6)}, args.metrics)
+    scores = {result.score_name: round(result.test_accuracy, 6)}
+    if result.at_chance:  # only then: a judge that learned keeps its metrics file's bytes
+        scores["at_chance"] = 1
+        print("warning: classifier.allow_chance: the judge is no better than chance; every "
+              "score of evaluate and gan-score is marked flag_judge_at_chance", file=sys.stderr)
+    write_json(scores, args.metrics)
     print(f"classifier: {result.score_name.replace('_', ' ')} {result.test_accuracy:.2%} "
           f"after {cfg.epochs} epochs "
           f"({time.perf_counter() - start:.0f} s) -> {args.out}")

@@ -10,17 +10,34 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gan import memory
-from gan.errors import GanError, Interrupted
+from gan import memory, numerics
+from gan.errors import GanError, Interrupted, one_line_warnings
 
 DEBUG_ENV = "GAN_DEBUG"
+# The stages whose outputs torch computes: each checks the machine's numerics first.
+COMPUTING = ("prepare", "classifier", "train", "sample", "evaluate")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", type=Path, default=Path("params.yaml"),
                    help="the params file (default: params.yaml)")
+    p.add_argument("--machine", type=Path, help="folder for a record of where the stage "
+                   "computed: CPU, kernels, threads, numerics mode (gan/numerics.py)")
     return p
+
+
+def check_numerics(argv: list[str]) -> None:
+    """For a computing stage: torch's portable switches, then the battery against the
+    committed digests, recorded in --machine's folder (gan.numerics.self_check)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    stage = spec.name.rpartition(".")[2] if spec is not None else ""
+    if stage not in COMPUTING:
+        return
+    portable, threads = numerics.settings(numerics.params_path(argv))
+    numerics.apply_torch(portable, threads)
+    record = numerics.option(argv, "--machine", None)
+    numerics.self_check(stage, portable, threads, Path(record) if record else None)
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -95,8 +112,10 @@ def run(main: Callable[[], None]) -> None:
     Set GAN_DEBUG=1 to see the full traceback instead.
     """
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
+    one_line_warnings()
     stop_when_orphaned()
     try:
+        check_numerics(sys.argv[1:])
         main()
     except Interrupted as exc:
         print(str(exc), file=sys.stderr)

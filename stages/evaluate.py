@@ -37,15 +37,19 @@ def main() -> None:
     start = time.perf_counter()
     scores = metrics.evaluate(trained, judge.to(device),
                               data.load_prepared(args.data, "train"), test_data, cfg)
-    write_json({k: round(v, 6) for k, v in scores.items()}, args.out)
+    flags = metrics.judge_checks(scores, judge_cfg)
+    write_json({k: round(v, 6) for k, v in {**scores, **dict.fromkeys(flags, 1)}.items()},
+               args.out)
     print(f"evaluate: {scores['n_samples']} samples in {time.perf_counter() - start:.0f} s: "
           f"FID {scores['fid']:.2f} (real {scores['fid_real']:.2f}), precision "
           f"{scores['precision']:.3f}, recall {scores['recall']:.3f}, density "
           f"{scores['density']:.3f}, coverage {scores['coverage']:.3f}, memorised "
           f"{scores['memorised']:.3f} (test images {scores['memorised_real']:.3f}) -> {args.out}")
-    if scores.get("class_coverage", 1.0) < 1.0:  # absent without classes
-        print(f"warning: class_coverage {scores['class_coverage']:.2f}: some classes get less "
-              f"than half their fair share of samples; the generator may be mode-collapsing")
+    for reason in flags.values():
+        print(f"warning: {reason}")
+    collapse = metrics.collapse_warning(scores)
+    if collapse:
+        print(collapse)
 
 
 if __name__ == "__main__":

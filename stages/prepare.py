@@ -19,11 +19,14 @@ def main() -> None:
     validate.check_params(params)
     cfg = load_section(params, "data")
     metrics = data.prepare(cfg.dataset, args.raw, args.out, cfg.image_size,
-                           cfg.channels)
+                           cfg.channels, cfg.background)
     write_json(metrics, args.metrics)
+    copies = metrics["duplicates"]
     print(f"prepare: {metrics['train']['count']} train and {metrics['test']['count']} test "
           f"images of {cfg.image_size} px in [{metrics['train']['min']}, "
-          f"{metrics['train']['max']}] -> {args.out}")
+          f"{metrics['train']['max']}], {metrics['transparent']} with transparency (put on "
+          f"{cfg.background}), {copies['train'] + copies['test'] + copies['across']} exact "
+          f"copies -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dvclive import Live
 
-from gan import classifier, data, io, metrics, runtime, store, train, validate
+from gan import classifier, data, io, metrics, numerics, runtime, store, train, validate
 from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
 from gan.hooks import Every, EvolutionSnapshots
@@ -181,8 +181,11 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
     """What this stage adds to the fingerprint of a run: its code (the files of every
     first-party module loaded by now: the import closure of this script, which dvc.yaml
     lists) and, when FID is logged during training, the classifier file and
-    evaluate.train_fid_samples."""
-    parts = {"code": train.code_files(FIRST_PARTY)}
+    evaluate.train_fid_samples. Also the numerics section: another thread count or mode
+    continues a run with other bits."""
+    portable, threads = numerics.settings(args.params)
+    parts = {"code": train.code_files(FIRST_PARTY),
+             "numerics": {"portable": portable, "threads": threads}}
     if train_cfg.eval_every > 0 and args.classifier is not None and args.classifier.is_file():
         parts["classifier"] = hashlib.sha256(args.classifier.read_bytes()).hexdigest()
         parts["params"] = {"evaluate.train_fid_samples": eval_cfg.train_fid_samples}

@@ -189,6 +189,9 @@ def tiny_params(path: Path, data: dict | None = None) -> None:
     params["classifier"].update(epochs=1, batch_size=256, width=4)
     params["evaluate"].update(n_samples=200, train_fid_samples=100)
     params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6
+    # one thread per stage, as the test workers (above): portable mode's bits hold at any
+    # fixed count, and the committed run's two would put two busy threads per core
+    params["numerics"].update(threads=1)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -388,7 +388,7 @@ def test_16_bit_grayscale_pngs_are_scaled_to_8_bits(tmp_path):
     assert got == expected  # 32768 -> 128, not the 255 of Pillow's convert("L")
     assert got["g02.png"] == 128 and got["g04.png"] == 255 and got["g01.png"] == 1
     data.download("image_folder", tmp_path / "raw", path=str(folder))
-    splits, _, channels = image_folder.load(tmp_path / "raw", 6, None)
+    splits, _, channels, _ = image_folder.load(tmp_path / "raw", 6, None)
     assert channels == 1
     assert sorted(int(x[0, 0]) for x in np.concatenate([s[0] for s in splits.values()])) == \
         sorted(expected.values())

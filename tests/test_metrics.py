@@ -326,7 +326,8 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     torch.save(tiny_split(n=64), prepared / "train.pt")
     torch.save(tiny_split(n=32, seed=1), prepared / "test.pt")
     params = yaml.safe_load(yaml.safe_dump(params))
-    params["classifier"].update(epochs=1, batch_size=16, width=4)
+    # random blobs: the judge learns nothing, so it is let through and every score marked
+    params["classifier"].update(epochs=1, batch_size=16, width=4, allow_chance=True)
     params["model"].update(arch="mlp")
     params["train"].update(steps=4, log_every=2, eval_every=2, batch_size=16, device="cpu")
     params["evaluate"].update(train_fid_samples=20, n_samples=20)
@@ -344,8 +345,10 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     assert proc.returncode == 0, proc.stderr
     classifier, _ = clf.load_classifier(tmp_path / "clf.pt")
     test = torch.load(prepared / "test.pt")
-    assert yaml.safe_load((tmp_path / "clf.json").read_text())["test_accuracy"] == round(
+    judged = yaml.safe_load((tmp_path / "clf.json").read_text())
+    assert judged["test_accuracy"] == round(
         clf.classifier_accuracy(classifier, test["images"], test["labels"]), 6)
+    assert judged["at_chance"] == 1 and "classifier.allow_chance" in proc.stderr
 
     proc = run_stage("train", *p, *train_args)
     assert proc.returncode == 0, proc.stderr
@@ -360,6 +363,8 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     assert proc.returncode == 0, proc.stderr
     scores = yaml.safe_load((tmp_path / "eval.json").read_text())
     assert scores["n_samples"] == 20 and "label_accuracy" not in scores
+    assert scores["flag_judge_at_chance"] == 1  # the judge was let through at chance
+    assert "the judge was no better than chance" in proc.stdout
     for name in ("fid", "kid", "kid_std", "inception_score", "class_coverage", "class_kl",
                  "precision", "recall"):
         assert name in scores and f"{name}_real" in scores
