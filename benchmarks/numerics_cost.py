@@ -31,13 +31,25 @@ import yaml
 from gan import numerics
 
 MODES = ("native", "portable")
+# Portable mode less one pin, to see what each costs: MKL on its automatic path, or oneDNN
+# back on (at the pinned AVX2 level). Neither keeps the bits portable (docs/resume.md).
+VARIANTS = ("portable-mkl-auto", "portable-onednn")
 
 
 def child(mode: str, arch: str, params: Path, data: Path, window: int, windows: int) -> None:
     """One measurement: pin (or not) first, then load torch and time the loop."""
+    import os
+
     threads = numerics.settings(params)[1]
-    numerics.pin_environment(mode == "portable", threads)
-    numerics.apply_torch(mode == "portable", threads)
+    portable = mode.startswith("portable")
+    numerics.pin_environment(portable, threads)
+    if mode == "portable-mkl-auto":
+        os.environ["MKL_CBWR"] = "AUTO"
+    numerics.apply_torch(portable, threads)
+    if mode == "portable-onednn":
+        import torch
+
+        torch.backends.mkldnn.enabled = True
     from benchmarks.train_throughput import project_rate
     from gan import data as gan_data
     from gan import runtime
@@ -65,9 +77,11 @@ STAGE_ARGS = {
     "classifier": "--data data/prepared --out models/classifier.pt "
                   "--metrics metrics/classifier.json",
     "train": "--data data/prepared --checkpoint models/gan.pt --log-dir metrics/train "
-             "--resume .resume/train.pt --classifier models/classifier.pt",
+             "--resume .resume/train.pt --classifier models/classifier.pt "
+             "--evolution outputs/evolution",
     "sample": "--checkpoint models/gan.pt --data data/prepared --out outputs/samples.png "
-              "--pictures outputs/pictures --classifier models/classifier.pt",
+              "--pictures outputs/pictures --classifier models/classifier.pt "
+              "--evolution outputs/evolution",
     "evaluate": "--checkpoint models/gan.pt --classifier models/classifier.pt "
                 "--data data/prepared --out metrics/eval.json",
 }
@@ -107,6 +121,8 @@ def main() -> None:
     p.add_argument("--window", type=int, default=40, help="steps per timed window")
     p.add_argument("--windows", type=int, default=4, help="timed windows (median is shown)")
     p.add_argument("--stages", action="store_true", help="also time the computing stages")
+    p.add_argument("--variants", action="store_true", help="also portable less one pin: "
+                   "MKL's automatic path, oneDNN on")
     p.add_argument("--train-steps", type=int, help="train steps of the stage run")
     p.add_argument("--child", nargs=2, metavar=("MODE", "ARCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -114,10 +130,11 @@ def main() -> None:
         child(*args.child, args.params, args.data, args.window, args.windows)
         return
     archs = args.archs.split(",")
-    ms: dict[tuple[str, str], list[float]] = {(a, m): [] for a in archs for m in MODES}
+    modes = MODES + (VARIANTS if args.variants else ())
+    ms: dict[tuple[str, str], list[float]] = {(a, m): [] for a in archs for m in modes}
     for _ in range(args.rounds):
         for arch in archs:
-            for mode in MODES:
+            for mode in modes:
                 ms[arch, mode].append(measure(mode, arch, args))
     print(f"\ntrain step, batch {yaml.safe_load(args.params.read_text())['train']['batch_size']}"
           f", median of {args.rounds} rounds ({numerics.cpu()['cpu']}, {numerics.cpu()['isa']})")
@@ -125,6 +142,11 @@ def main() -> None:
     for arch in archs:
         native, portable = (statistics.median(ms[arch, m]) for m in MODES)
         print(f"{arch:8s} {native:10.1f} {portable:12.1f} {portable / native:15.2f}x")
+    for arch in archs if args.variants else ():
+        native = statistics.median(ms[arch, "native"])
+        for mode in VARIANTS:
+            ms_mode = statistics.median(ms[arch, mode])
+            print(f"{arch:8s} {mode:>23s} {ms_mode:7.1f} ms {ms_mode / native:6.2f}x native")
     if args.stages:
         times = stage_times(args)
         print(f"\n{'stage':10s} {'native s':>9s} {'portable s':>11s} {'portable/native':>16s}")
