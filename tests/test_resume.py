@@ -336,15 +336,21 @@ def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
 
     judge = tmp_path / "classifier.pt"
     judge.write_bytes(b"weights")
-    args = SimpleNamespace(classifier=judge)
+    params = tmp_path / "params.yaml"
+    params.write_text("numerics:\n  portable: true\n  threads: 2\n")
+    args = SimpleNamespace(classifier=judge, params=params)
     with_fid = TrainConfig(**BASE, eval_every=2)
     few, more = SimpleNamespace(train_fid_samples=50), SimpleNamespace(train_fid_samples=60)
     first = fingerprint_parts(args, with_fid, few)
-    assert set(first) == {"code", "classifier", "params"}
-    assert set(fingerprint_parts(args, TrainConfig(**BASE, eval_every=0), None)) == {"code"}
+    assert set(first) == {"code", "numerics", "classifier", "params"}
+    assert set(fingerprint_parts(args, TrainConfig(**BASE, eval_every=0), None)) == \
+        {"code", "numerics"}
     assert fingerprint_parts(args, with_fid, more)["params"] != first["params"]
     judge.write_bytes(b"other weights")
     assert fingerprint_parts(args, with_fid, few)["classifier"] != first["classifier"]
+    # another thread count computes other bits: a state of the first must not resume it
+    params.write_text("numerics:\n  portable: true\n  threads: 1\n")
+    assert fingerprint_parts(args, with_fid, few)["numerics"] != first["numerics"]
 
 
 def test_diverged_weights_are_never_checkpointed(tmp_path):
