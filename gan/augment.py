@@ -26,7 +26,6 @@ import torch
 from torch.nn import functional as F
 
 from gan.config import choose
-from gan.errors import ConfigError
 
 TRANSLATION = 1 / 8  # the largest shift, as a share of the side
 CUTOUT = 1 / 2  # the cut square's side, as a share of the image's
@@ -97,16 +96,6 @@ def augment_seed(seed: int) -> int:
     """The seed of the augmentation draws: a stream apart from every other of the run."""
     digest = hashlib.sha256(f"augment {seed}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1  # below 2**63
-
-
-def check_policies(policies: Sequence[str]) -> None:
-    """Refuse an unknown policy or one named twice, naming train.augment."""
-    for name in policies:
-        choose(POLICIES, "train.augment", name)
-    twice = sorted({name for name in policies if list(policies).count(name) > 1})
-    if twice:
-        raise ConfigError(f"train.augment: {twice[0]!r} is listed twice; list each policy "
-                          f"once ({', '.join(POLICIES)})")
 
 
 class Augment:

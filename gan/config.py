@@ -6,8 +6,9 @@ bounds), ``gt`` (exclusive lower bound), ``help`` (the text a bad value is told)
 A key added after runs were recorded carries ``recorded_when_off=False``: at its default
 (or off) it is left out of what checkpoints record (``to_record``), so the committed runs
 keep their bytes. A key that names an entry of a registry (``model.arch``, ``train.loss``,
-...) is checked against that registry where it is looked up (``choose``), so its names are
-written once; ``gan.validate`` looks every one up before a run starts.
+...) is checked against that registry where it is looked up (``choose``); ``gan.validate``
+checks every one before a run starts against ``gan.names``, the registries' names alone
+(``tests/test_names.py`` holds the two to each other).
 """
 
 from __future__ import annotations

@@ -111,3 +111,15 @@ def test_closure_follows_function_level_and_package_imports(tmp_path):
     assert closure(tmp_path / "stages" / "s.py", tmp_path) == {
         "stages/__init__.py", "stages/s.py", "gan/__init__.py", "gan/a.py",
         "gan/sub/__init__.py", "gan/sub/b.py", "gan/sub/c.py"}
+
+
+@pytest.mark.parametrize("name", ["download", "prepare", "classifier"])
+def test_model_and_loss_code_is_no_dep_of_the_data_stages(name):
+    """An edit of an architecture, a loss, an optimizer or an augmentation re-runs train and
+    what follows only: the data stages check names against gan/names.py instead."""
+    script = STAGES[name]["cmd"].split("-m ", 1)[1].split()[0]
+    imported = closure(module_file(script))
+    model_code = {"gan/losses.py", "gan/optim.py", "gan/augment.py", "gan/step.py",
+                  "gan/sample.py"} | {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "gan" / "models").glob("*.py")}
+    assert not imported & model_code, f"{name} imports {sorted(imported & model_code)}"

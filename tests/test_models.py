@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from gan import data, losses, models, validate
+from gan import data, losses, models, names, validate
 from gan.config import DataConfig, ModelConfig, TrainConfig
 from gan.errors import ConfigError
 
@@ -26,7 +26,7 @@ def train_cfg(loss: str, **overrides) -> TrainConfig:
 
 def allowed_cfg(arch: str, conditioning: str | None, loss: str) -> ModelConfig:
     """A model config the loss allows, varying D's norm and spectral norm across losses."""
-    uses_norm = models.ARCHS[arch].discriminator.uses_d_norm
+    uses_norm = names.ARCHS[arch].d_norm
     d_norm = {"wgan_gp": "layer" if uses_norm else "none", "lsgan": "none"}.get(loss, "batch")
     return cfg(arch, conditioning, d_norm=d_norm, spectral_norm=loss == "hinge")
 

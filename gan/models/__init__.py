@@ -29,7 +29,8 @@ ARCHS: dict[str, Arch] = {
     "dcgan": Arch(dcgan.Generator, dcgan.Discriminator),
     "resize_conv": Arch(resize_conv.Generator, resize_conv.Discriminator),
 }
-# arch -> its image size check (raises ConfigError); the mlp takes any size.
+# arch -> its image size check (raises ConfigError; the bases are gan.names.ARCHS'); the mlp
+# takes any size.
 LADDERS: dict[str, Callable[[int], tuple[int, int]]] = {
     "dcgan": dcgan.ladder,
     "resize_conv": resize_conv.ladder,

@@ -1,4 +1,5 @@
-"""Pieces every architecture shares: the size ladder, D's norms, and label conditioning.
+"""Pieces every architecture shares: D's norms and label conditioning (the size ladder is
+``gan.names.ladder``, torch-free, so the data stages can check an image size).
 
 Conditioning modules have no parameters when ``model.conditional`` is false, so
 unconditional models keep the state-dict keys they always had.
@@ -12,23 +13,9 @@ import torch
 from torch import nn
 
 from gan.config import ModelConfig, choose
-from gan.errors import ConfigError
 
 # Length of G's label embedding, concatenated to z (the Keras cGAN tutorial's 50).
 LABEL_EMBED_DIM = 50
-
-
-def ladder(image_size: int, arch: str, bases: tuple[int, ...]) -> tuple[int, int]:
-    """(base size, number of doubling blocks) with base * 2**blocks == image_size."""
-    for base in bases:
-        blocks, size = 0, base
-        while size < image_size:
-            size, blocks = size * 2, blocks + 1
-        if size == image_size and blocks >= 1:
-            return base, blocks
-    names = " or ".join(map(str, bases))
-    raise ConfigError(f"data.image_size: got {image_size}, {arch} needs {names} times a "
-                      f"power of two (e.g. 28, 32, 64)")
 
 
 # model.d_norm -> a norm over (B, C, H, W) maps. GroupNorm with one group normalises each

@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from gan.config import ModelConfig, choose
+from gan import names
 from gan.models import blocks
 
 
 def ladder(image_size: int) -> tuple[int, int]:
     """(base size, number of doubling blocks) with base * 2**blocks == image_size."""
-    return blocks.ladder(image_size, "dcgan", (7, 4))
+    return names.ladder(image_size, "dcgan")  # bases in gan.names.ARCHS
 
 
 class LatentToMap(nn.ConvTranspose2d):
@@ -77,8 +78,6 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """images (B, C, S, S), labels (B,) or None -> logits (B,)."""
-
-    uses_d_norm = True
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
                  num_classes: int):

@@ -38,8 +38,6 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images (B, C, H, W), labels (B,) or None -> logits (B,)."""
 
-    uses_d_norm = False
-
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
                  num_classes: int):
         super().__init__()

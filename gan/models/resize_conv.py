@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from gan.config import ModelConfig, choose
+from gan import names
 from gan.models import blocks
 
 
 def ladder(image_size: int) -> tuple[int, int]:
     """(base size, number of doubling blocks) with base * 2**blocks == image_size."""
-    return blocks.ladder(image_size, "resize_conv", (7, 8))
+    return names.ladder(image_size, "resize_conv")  # bases in gan.names.ARCHS
 
 
 class Generator(nn.Module):
@@ -54,8 +55,6 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """images (B, C, S, S), labels (B,) or None -> logits (B,)."""
-
-    uses_d_norm = True
 
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int],
                  num_classes: int):
