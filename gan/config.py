@@ -1,5 +1,11 @@
 """Typed, frozen, validated params: one dataclass per params.yaml section.
 
+params.yaml is the one statement of the values a run uses. A field's default is the value a
+params file (or a record) that leaves the key out gets, and it is params.yaml's own value:
+``tests/test_config.py`` fails when the two disagree. So ``TrainConfig(...)`` with a few keys
+given is the shipped recipe but those keys; the tests' own recipe is ``UNIT_RECIPE`` in
+``tests/conftest.py``.
+
 Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
 bounds), ``gt`` (exclusive lower bound), ``help`` (the text a bad value is told) and
 ``path`` (a string that names a file or folder: any value is allowed).
@@ -51,7 +57,8 @@ class DataConfig:
     dataset: str = _opt()  # gan.data.DATASET_NAMES
     image_size: int = _opt(min=8, max=256)
     mirror: str | None = _opt(None)
-    path: str | None = _opt(None)  # image_folder: the folder of the user's images
+    # image_folder: the folder of the user's images (the IDX datasets ignore it)
+    path: str | None = _opt("docs/example_images")
     channels: int | None = _opt(None, choices=(1, 3))  # image_folder: null keeps the files' own
     # image_folder: the colour transparent pixels are composited onto (a name or #rrggbb,
     # gan.image_folder.background_rgb); the IDX datasets have no transparency
@@ -79,7 +86,7 @@ class TrainConfig:
     optimizer: str = _opt()  # gan.optim.OPTIMIZERS
     lr: float = _opt(gt=0.0, max=1.0)
     lr_d: float | None = _opt(None, gt=0.0, max=1.0)
-    betas: tuple[float, float] = _opt((0.5, 0.999), min=0.0, max=0.9999)
+    betas: tuple[float, float] = _opt((0.0, 0.99), min=0.0, max=0.9999)
     batch_size: int = _opt(min=1, max=65536)
     steps: int = _opt(min=1)
     d_steps: int = _opt(1, min=1, max=100)
@@ -87,14 +94,14 @@ class TrainConfig:
     r1_weight: float = _opt(0.0, min=0.0)
     label_smoothing: float = _opt(0.0, min=0.0, max=0.5)
     grad_clip: float | None = _opt(None, gt=0.0)
-    lr_decay: str = _opt("constant")  # gan.optim.LR_DECAYS
-    ema_decay: float | None = _opt(None, min=0.0, max=0.99999)
-    ema_warmup: float = _opt(10.0, min=1.0, max=1e6)
+    lr_decay: str = _opt("linear")  # gan.optim.LR_DECAYS
+    ema_decay: float | None = _opt(0.999, min=0.0, max=0.99999)
+    ema_warmup: float = _opt(25.0, min=1.0, max=1e6)
     mode_seeking: float = _opt(0.0, min=0.0)
     reuse_fakes: bool = _opt(True)
     log_every: int = _opt(min=1)
-    eval_every: int = _opt(0, min=0)
-    snapshot_every: int = _opt(0, min=0)
+    eval_every: int = _opt(500, min=0)
+    snapshot_every: int = _opt(500, min=0)
     deterministic: bool = _opt(False)
     device: str = _opt("auto", choices=DEVICES)
     precision: str = _opt("auto")  # auto or gan.runtime.AUTOCAST_DTYPES
@@ -105,7 +112,7 @@ class TrainConfig:
     # $GAN_RDZV_ENDPOINT (stages/train.py)
     nodes: int = _opt(1, min=1, max=1024, recorded_when_off=False)
     # gan.augment.POLICIES, in the order applied; null or []: off
-    augment: tuple[str, ...] | None = _opt(None, recorded_when_off=False)
+    augment: tuple[str, ...] | None = _opt((), recorded_when_off=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +150,7 @@ class ClassifierConfig:
     epochs: int = _opt(min=1, max=1000)
     batch_size: int = _opt(min=1, max=65536)
     lr: float = _opt(gt=0.0, max=1.0)
-    width: int = _opt(32, min=1, max=1024)
+    width: int = _opt(16, min=1, max=1024)
     seed: int = _opt(min=0)
     # go on with a judge whose test accuracy is within gan.classifier.chance_margin of
     # chance, every score it feeds marked; false: the classifier stage stops

@@ -8,7 +8,7 @@ from gan.config import ModelConfig, TrainConfig, from_params, to_record
 from gan.errors import ConfigError
 from gan.validate import check_run
 
-from conftest import tiny_split
+from conftest import tiny_split, unit_train
 
 MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
 ALL = ("color", "translation", "cutout")
@@ -17,7 +17,7 @@ ALL = ("color", "translation", "cutout")
 def train_cfg(**overrides) -> TrainConfig:
     base = dict(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
                 log_every=2, device="cpu", augment=ALL)
-    return TrainConfig(**{**base, **overrides})
+    return unit_train(**{**base, **overrides})
 
 
 class Fixed:

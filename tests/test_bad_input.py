@@ -14,7 +14,7 @@ from gan import validate
 from gan.config import SECTIONS
 from gan.errors import ConfigError
 
-from conftest import ROOT, run_stage, tiny_split, write_idx_mirror
+from conftest import ROOT, run_stage, tiny_split, unit_train, write_idx_mirror
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 KEYS = [(section, f.name, f) for section, cls in SECTIONS.items() if section in PARAMS
@@ -111,11 +111,11 @@ def test_deleted_prepared_file_through_the_train_stage(tmp_path):
 
 def test_checkpoint_of_another_architecture_through_the_sample_stage(tmp_path):
     from gan import train
-    from gan.config import ModelConfig, TrainConfig
+    from gan.config import ModelConfig
     from gan.io import save_checkpoint
 
     model = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
-    cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
+    cfg = unit_train(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
                       steps=1, log_every=1, device="cpu")
     ckpt = train.train(model, cfg, 0, tiny_split(), progress=False).checkpoint
     ckpt["config"]["model"]["arch"] = "resize_conv"

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from benchmarks import early_quality, layer_time, malloc_ab
-from gan.config import ModelConfig, TrainConfig
+from gan.config import ModelConfig
 
-from conftest import tiny_split
+from conftest import tiny_split, unit_train
 
 
 def test_leaf_inputs_sees_every_leaf_layer_in_order_with_its_input():
@@ -45,7 +45,7 @@ def test_early_quality_override_sets_keys_and_names_the_sections():
 
 def test_malloc_ab_measures_the_timed_window_and_digests_the_weights():
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
-    cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
+    cfg = unit_train(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
                       steps=1, log_every=1, device="cpu", eval_every=0, snapshot_every=0)
     runs = [malloc_ab.measure(model, cfg, tiny_split(), window=3) for _ in range(2)]
     assert all(r["ms"] > 0 and r["faults"] >= 0 for r in runs)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from gan import validate
@@ -18,6 +20,33 @@ def test_repo_params_load_into_every_section(params):
         cfg = load_section(params, name)
         assert type(cfg) is SECTIONS[name]
     assert load_seed(params) == params["seed"]
+
+
+def default_as_yaml(field: dataclasses.Field):
+    """A field's default as params.yaml writes it (a tuple is a list); MISSING when none."""
+    default = field.default
+    return list(default) if isinstance(default, tuple) else default
+
+
+def test_every_dataclass_default_is_params_yamls_value(params):
+    wrong = []
+    for name, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            key = f"{name}.{field.name}"
+            assert field.name in params[name], f"{key}: a field params.yaml does not list"
+            default = default_as_yaml(field)
+            if default is not dataclasses.MISSING and default != params[name][field.name]:
+                wrong.append(f"{key}: the dataclass says {default!r}, params.yaml "
+                             f"{params[name][field.name]!r}")
+    assert not wrong, "defaults that disagree with params.yaml:\n" + "\n".join(wrong)
+
+
+def test_a_section_built_from_its_defaults_is_the_shipped_one(params):
+    """The fields params.yaml must give (no default) given, each section is params.yaml's."""
+    for name, cls in SECTIONS.items():
+        required = {f.name: params[name][f.name] for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING}
+        assert from_params(cls, required, name) == load_section(params, name), name
 
 
 def test_every_params_key_has_a_comment(root):

@@ -23,7 +23,7 @@ from gan import cli, data, image_folder, io
 from gan.config import load_section, read_params
 from gan.errors import GanError
 
-from conftest import ROOT, run_stage, spec_for, write_idx_mirror
+from conftest import ROOT, run_stage, spec_for, unit_train, write_idx_mirror
 
 
 def dead_pid() -> int:
@@ -295,11 +295,11 @@ class RunsCode:
 def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2,
              checkpoint_every: int = 500):
     from gan import train
-    from gan.config import ModelConfig, TrainConfig
+    from gan.config import ModelConfig
 
     from conftest import tiny_split
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
-    cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8,
+    cfg = unit_train(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8,
                       steps=steps, log_every=1, device="cpu")
     return train.train(model, cfg, 0, tiny_split(16), resume_path=resume, progress=False,
                        say=lines.append, checkpoint_every=checkpoint_every)

@@ -6,6 +6,8 @@ from gan import data, losses, models, names, validate
 from gan.config import DataConfig, ModelConfig, TrainConfig
 from gan.errors import ConfigError
 
+from conftest import unit_train
+
 LATENT, BATCH, CLASSES = 16, 4, 10
 ARCHS = list(models.ARCHS)
 CONDITIONING = [None, "concat", "projection"]  # None: unconditional
@@ -21,7 +23,7 @@ def cfg(arch: str, conditioning: str | None = None, **overrides) -> ModelConfig:
 
 def train_cfg(loss: str, **overrides) -> TrainConfig:
     base = dict(optimizer="adam", lr=1e-3, batch_size=BATCH, steps=1, log_every=1)
-    return TrainConfig(loss=loss, **{**base, **overrides})
+    return unit_train(loss=loss, **{**base, **overrides})
 
 
 def allowed_cfg(arch: str, conditioning: str | None, loss: str) -> ModelConfig:
@@ -211,7 +213,7 @@ def test_one_step_at_larger_rgb_sizes(arch, size, channels, loss_name):
      "data.image_size: got 30, dcgan needs 7 or 4 times a power of two"),
     (dict(arch="resize_conv"), dict(loss="hinge"), dict(dataset="mnist", image_size=16 * 3),
      "data.image_size: got 48, resize_conv needs 7 or 8 times a power of two"),
-    (dict(arch="mlp"), dict(loss="hinge"), dict(dataset="image_folder", image_size=28),
+    (dict(arch="mlp"), dict(loss="hinge"), dict(dataset="image_folder", image_size=28, path=None),
      "data.path: missing; data.dataset: image_folder reads the folder it names"),
     (dict(arch="mlp"), dict(loss="hinge"), dict(dataset="mnist", image_size=28, channels=3),
      "data.channels: got 3, but mnist is grayscale"),

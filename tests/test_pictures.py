@@ -18,11 +18,11 @@ from PIL import Image
 from torch import nn
 
 from gan import cli, plots, sample, train
-from gan.config import ModelConfig, SampleConfig, TrainConfig, to_dict
+from gan.config import ModelConfig, SampleConfig, to_dict
 from gan.hooks import EvolutionSnapshots
 from gan.io import save_checkpoint
 
-from conftest import ROOT, VENV, shell_env, tiny_split
+from conftest import ROOT, VENV, shell_env, tiny_split, unit_train
 
 MODEL = ModelConfig(arch="mlp", latent_dim=8, g_channels=1, d_channels=1)
 
@@ -245,7 +245,7 @@ def test_arithmetic_figure_shows_four_labelled_images():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
-    cfg = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
+    cfg = unit_train(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,
                       steps=2, log_every=1, device="cpu")
     result = train.train(model, cfg, 0, tiny_split(), progress=False)
     path = tmp_path_factory.mktemp("ckpt") / "gan.pt"

@@ -20,7 +20,7 @@ import yaml
 from gan import train
 from gan.config import ModelConfig, TrainConfig
 
-from conftest import ROOT, tiny_split
+from conftest import ROOT, tiny_split, unit_train
 
 STEPS = 240
 DDP_STEPS = 120
@@ -299,31 +299,31 @@ def parts(cfg: TrainConfig, data: dict | None = None, extra: dict | None = None,
 
 
 def test_what_changes_the_fingerprint_and_what_does_not():
-    a = parts(TrainConfig(**BASE))
+    a = parts(unit_train(**BASE))
     assert a.keys() == {"params", "data", "device", "torch"}
     assert a["device"] == "cpu, fp32, contiguous, 1 process"
     # Free: settings that resolve to the same on this machine (the checkpoint schedule is
     # resume.checkpoint_every, which the fingerprint never sees).
     for same in (dict(device="cpu"), dict(precision="fp32"), dict(memory_format="contiguous")):
-        assert parts(TrainConfig(**BASE, **same)) == a, same
-    differs = {"params": parts(TrainConfig(**BASE, d_steps=2)),
-               "device": parts(TrainConfig(**BASE, precision="bf16"))}
+        assert parts(unit_train(**BASE, **same)) == a, same
+    differs = {"params": parts(unit_train(**BASE, d_steps=2)),
+               "device": parts(unit_train(**BASE, precision="bf16"))}
     data = tiny_split()
-    differs["data"] = parts(TrainConfig(**BASE), {**data, "images": data["images"] * 0.5})
+    differs["data"] = parts(unit_train(**BASE), {**data, "images": data["images"] * 0.5})
     for key, value in (("labels", data["labels"].flip(0)),
                        ("classes", [f"class {i}" for i in range(10)])):
-        differs[f"data ({key})"] = parts(TrainConfig(**BASE), {**data, key: value})
+        differs[f"data ({key})"] = parts(unit_train(**BASE), {**data, key: value})
     for name, other in differs.items():
         changed = [k for k in a if a[k] != other[k]]
         assert changed == [name.split()[0]], name
     # The caller's parts: new ones are added, one named like ours is folded into it.
-    extra = parts(TrainConfig(**BASE), extra={"code": {"gan/x.py": "0" * 64},
+    extra = parts(unit_train(**BASE), extra={"code": {"gan/x.py": "0" * 64},
                                               "params": {"evaluate.train_fid_samples": 50}})
     assert extra["code"] and extra["params"] != a["params"] and extra["data"] == a["data"]
 
 
 def test_the_ignoring_line_names_what_differs():
-    a = parts(TrainConfig(**BASE))
+    a = parts(unit_train(**BASE))
     b = {**a, "code": "1" * 64, "params": "2" * 64}
     assert train._mismatch(b, {**a, "code": "3" * 64}) == "other code and params"
     assert train._mismatch({**a, "device": CUDA_DEVICE}, a) == (
@@ -339,11 +339,11 @@ def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("numerics:\n  portable: true\n  threads: 2\n")
     args = SimpleNamespace(classifier=judge, params=params)
-    with_fid = TrainConfig(**BASE, eval_every=2)
+    with_fid = unit_train(**BASE, eval_every=2)
     few, more = SimpleNamespace(train_fid_samples=50), SimpleNamespace(train_fid_samples=60)
     first = fingerprint_parts(args, with_fid, few)
     assert set(first) == {"code", "numerics", "classifier", "params"}
-    assert set(fingerprint_parts(args, TrainConfig(**BASE, eval_every=0), None)) == \
+    assert set(fingerprint_parts(args, unit_train(**BASE, eval_every=0), None)) == \
         {"code", "numerics"}
     assert fingerprint_parts(args, with_fid, more)["params"] != first["params"]
     judge.write_bytes(b"other weights")
@@ -355,7 +355,7 @@ def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
 
 def test_diverged_weights_are_never_checkpointed(tmp_path):
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=8, d_channels=8)
-    cfg = TrainConfig(loss="lsgan", optimizer="sgd", lr=1.0, betas=(0.0, 0.999),
+    cfg = unit_train(loss="lsgan", optimizer="sgd", lr=1.0, betas=(0.0, 0.999),
                       batch_size=16, steps=200, log_every=100, device="cpu")
     data = tiny_split()
     data["images"] = data["images"] * 1e30

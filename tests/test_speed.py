@@ -18,7 +18,7 @@ from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
 from gan.io import save_checkpoint
 
-from conftest import ROOT, tiny_split
+from conftest import ROOT, tiny_split, unit_train
 
 MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
 GP_MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4, d_norm="layer")
@@ -28,7 +28,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device 
 def train_cfg(**overrides) -> TrainConfig:
     base = dict(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
                 log_every=2, device="cpu")
-    return TrainConfig(**{**base, **overrides})
+    return unit_train(**{**base, **overrides})
 
 
 def losses_of(result) -> torch.Tensor:

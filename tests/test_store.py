@@ -18,10 +18,10 @@ from test_resume import assert_same_run, command, make_setup, run, stage_env
 from gan import store, train
 from gan.config import ModelConfig, TrainConfig
 
-from conftest import FASHION_MIRROR, ROOT, VENV, shell_env, tiny_project, tiny_split
+from conftest import FASHION_MIRROR, ROOT, VENV, shell_env, tiny_project, tiny_split, unit_train
 
 MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
-CFG = TrainConfig(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
+CFG = unit_train(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
                   log_every=2, device="cpu")
 
 

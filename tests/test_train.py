@@ -10,7 +10,7 @@ from gan.errors import GanError
 from gan.hooks import Every
 from gan.io import save_checkpoint
 
-from conftest import tiny_split
+from conftest import tiny_split, unit_train
 
 MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
 
@@ -18,7 +18,7 @@ MODEL = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
 def train_cfg(**overrides) -> TrainConfig:
     base = dict(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, steps=6,
                 log_every=2, device="cpu")
-    return TrainConfig(**{**base, **overrides})
+    return unit_train(**{**base, **overrides})
 
 
 def test_history_has_one_record_per_log_interval():
