@@ -5,7 +5,8 @@ forward pass at ``--batch-size``, then times each layer alone on such an input (
 layout the training would use): its forward, and its forward plus backward with gradients
 for the weights and the input. FLOPs come from FlopCounterMode; the rate is their sum over
 the forward-plus-backward time, next to the device's measured fp32 matmul rate. It shows
-which layers run far below the matmul rate (README, Where the train step's time goes).
+which layers run far below the matmul rate (docs/performance.md, "Where the train step's
+time goes").
 
     python -m benchmarks.layer_time --arch dcgan --batch-size 64
 """

@@ -70,8 +70,9 @@ class Classifier(nn.Module):
             nn.ReLU(inplace=True),  # (B, F): the features
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(NUM_FEATURES, num_classes))
-        # oneDNN's convolutions are about 1.8x faster in channels_last on the CPU (README,
-        # Speed and scale); .to(device) and load_state_dict keep the layout.
+        # oneDNN's convolutions run faster in channels_last on the CPU (the GAN's step:
+        # docs/performance.md, "Where the train step's time goes"); .to(device) and
+        # load_state_dict keep the layout.
         self.to(memory_format=torch.channels_last)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

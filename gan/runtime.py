@@ -44,8 +44,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def resolve_memory_format(name: str, device: torch.device, arch: str) -> torch.memory_format:
     """``auto``: channels_last for convolutional models on CUDA and on the CPU, where
-    oneDNN's convolutions run 1.2x to 1.8x faster in it (README, Speed and scale);
-    contiguous for the mlp and on other devices."""
+    oneDNN's convolutions make the default dcgan step 1.19x as fast as contiguous
+    (docs/performance.md, "Where the train step's time goes"); contiguous for the mlp and
+    on other devices."""
     if name == "auto":
         name = "channels_last" if device.type in ("cuda", "cpu") and arch != "mlp" \
             else "contiguous"

@@ -26,8 +26,8 @@ from gan.data import DeviceBatches
 from gan.hooks import Hook, Stateful
 
 # Latent batches of train.batch_size behind the EMA generator's batch-norm statistics each
-# time it is used (2,048 latents at the default 128): enough for each channel's mean and
-# variance, at the cost of 16 no-grad G passes per snapshot or FID and one more at the end.
+# time it is used (1,024 latents at the default batch of 64): enough for each channel's mean
+# and variance, at the cost of 16 no-grad G passes per snapshot or FID and one more at the end.
 STANDING_BATCHES = 16
 
 

@@ -1,7 +1,7 @@
 """The maths of one training step: D's update(s), then G's, each a method of ``GanStep``.
 
 The loop (gan.train) only calls the step and logs what it reports. A new D regulariser is
-one more term in ``GanStep.d_loss``; a new G term one more in ``GanStep.g_loss``.
+one more term in ``GanStep.d_penalties``; a new G term one more in ``GanStep.g_loss``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.config import ModelConfig, choose
 from gan import names
+from gan.config import ModelConfig, choose
 from gan.models import blocks
 
 
@@ -25,8 +25,8 @@ class LatentToMap(nn.ConvTranspose2d):
 
     The same parameter, initialisation and state_dict as nn.ConvTranspose2d, and on the CPU
     the same bits; oneDNN's transposed convolution takes about 2.4x as long for this shape
-    (README, Where the train step's time goes). A channels_last weight gives a channels_last
-    map, without copies.
+    (docs/performance.md, "Where the train step's time goes"). A channels_last weight gives
+    a channels_last map, without copies.
     """
 
     def __init__(self, latent: int, width: int, base: int):

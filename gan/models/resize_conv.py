@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.config import ModelConfig, choose
 from gan import names
+from gan.config import ModelConfig, choose
 from gan.models import blocks
 
 
