@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from gan import checkpoint, io, runtime, store, validate
 from gan.config import ModelConfig, TrainConfig, to_dict, to_record
 from gan.errors import GanError, Interrupted
 from gan.hooks import Hook, due
 from gan.io import read_checkpoint, save_checkpoint
+from gan.progress import progress as show_progress
 from gan.state import Networks, Placement, TrainingState, build_state, place
 from gan.step import LOG_KEYS, GanStep
 
@@ -349,8 +349,8 @@ def train(
     start, steps = state.step, train_cfg.steps
     _check_same_start(start, where, resume_path)
 
-    bar = tqdm(range(start + 1, steps + 1), desc="train", unit="step", initial=start,
-               total=steps, disable=not progress, dynamic_ncols=True)
+    bar = show_progress(range(start + 1, steps + 1), desc="train", unit="step",
+                        initial=start, total=steps, enabled=progress)
     with stop_signals() as received, ExitStack() as held:
         if kept is not None and where.rank == 0:  # one trainer per stored state
             held.enter_context(io.exclusive(kept, "a train stage"))
