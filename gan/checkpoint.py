@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gan import models, runtime
-from gan.config import ModelConfig, TrainConfig, from_params, to_dict, to_record
+from gan.config import ModelConfig, TrainConfig, from_params, to_record
 from gan.errors import GanError
 from gan.io import read_checkpoint
 
@@ -23,7 +23,7 @@ FORMAT = 1
 def run_config(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
                data: dict) -> dict[str, Any]:
     """The run's config as the checkpoint records it: seed, model, train, data's shape."""
-    return {"seed": seed, "model": to_dict(model_cfg), "train": to_record(train_cfg),
+    return {"seed": seed, "model": to_record(model_cfg), "train": to_record(train_cfg),
             "image_shape": list(data["images"].shape[1:]), "classes": list(data["classes"])}
 
 

@@ -10,8 +10,9 @@ Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (in
 bounds), ``gt`` (exclusive lower bound), ``help`` (the text a bad value is told) and
 ``path`` (a string that names a file or folder: any value is allowed).
 A key added after runs were recorded carries ``recorded_when_off=False``: at its default
-(or off) it is left out of what checkpoints record (``to_record``), so the committed runs
-keep their bytes. A key that names an entry of a registry (``model.arch``, ``train.loss``,
+(or off) it is left out of what checkpoints and resume fingerprints record (``to_record``,
+for the model, train and classifier sections), so the committed runs keep their bytes and
+their saved states. A key that names an entry of a registry (``model.arch``, ``train.loss``,
 ...) is checked against that registry where it is looked up (``choose``); ``gan.validate``
 checks every one before a run starts against ``gan.names``, the registries' names alone
 (``tests/test_names.py`` holds the two to each other).

@@ -25,7 +25,7 @@ from torch import distributed as dist
 from torch import nn
 
 from gan import checkpoint, io, runtime, store, validate
-from gan.config import ModelConfig, TrainConfig, to_dict, to_record
+from gan.config import ModelConfig, TrainConfig, to_record
 from gan.errors import GanError, Interrupted
 from gan.hooks import Hook, due
 from gan.io import read_checkpoint, save_checkpoint
@@ -122,7 +122,7 @@ def fingerprint(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig, data:
     layout = "channels_last" if where.memory_format is torch.channels_last else "contiguous"
     processes = f"{where.world} process" + ("es" if where.world > 1 else "")
     parts = {
-        "params": _digest([seed, to_dict(model_cfg), train_dict]),
+        "params": _digest([seed, to_record(model_cfg), train_dict]),
         "data": data_digest.hexdigest(),
         "device": f"{where.device.type}, {where.precision}, {layout}, {processes}",
         "torch": str(torch.__version__),  # a plain str: TorchVersion is no weights_only type

@@ -6,6 +6,7 @@ from gan import validate
 from gan.config import (
     SECTIONS,
     DataConfig,
+    ModelConfig,
     TrainConfig,
     from_params,
     load_section,
@@ -127,3 +128,28 @@ def test_unreadable_params_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(GanError, match=r"bad.yaml: not valid YAML \(line"):
         read_params(bad)
+
+
+def test_a_new_model_key_at_its_default_changes_no_record_and_no_fingerprint():
+    from gan import checkpoint, train
+
+    from conftest import tiny_split, unit_train
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class WithNewKey(ModelConfig):  # a model key added with the rule for newer keys
+        new_key: float = dataclasses.field(default=0.0, metadata={"recorded_when_off": False})
+
+    shape = dict(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
+    old, newer, on = ModelConfig(**shape), WithNewKey(**shape), WithNewKey(**shape, new_key=0.5)
+    cfg = unit_train(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8, steps=1,
+                     log_every=1, device="cpu")
+    data = tiny_split()
+
+    def record(model):
+        return checkpoint.run_config(0, model, cfg, data)
+
+    def parts(model):
+        return train.fingerprint(0, model, cfg, data, train.place(model, cfg))
+
+    assert record(newer) == record(old) and parts(newer) == parts(old)
+    assert record(on)["model"]["new_key"] == 0.5 and parts(on)["params"] != parts(old)["params"]
