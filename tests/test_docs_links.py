@@ -165,3 +165,13 @@ def test_every_pointer_in_code_and_config_resolves(path: Path):
     broken = [why for page, section in pointers(commentary(path))
               if (why := broken_pointer(page, section)) is not None]
     assert not broken, f"{path.relative_to(ROOT)}:\n" + "\n".join(broken)
+
+
+def test_a_planted_stale_pointer_is_reported(tmp_path):
+    code = tmp_path / "x.py"
+    code.write_text('def f():\n    """Fast on the CPU (README, Speed and scale)."""\n'
+                    "    # docs/performance.md, \"The test suite\" and docs/gone.md\n")
+    broken = [why for page, section in pointers(commentary(code))
+              if (why := broken_pointer(page, section)) is not None]
+    assert broken == ["README, 'Speed and scale': no such heading",
+                      "docs/gone.md: no such file"]
