@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -469,10 +470,17 @@ def band_figure(curves: list[tuple[str, list[dict]]], dpi: int = 100):
     for ax, name in zip(axes, CURVES, strict=True):
         ax.set_ylabel(LABELS[name])
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("generator step")
     fig.suptitle("Mean over seeds (line) and mean \u00b1 one standard deviation (band)")
-    fig.tight_layout()
+    # The groups' labels (every differing param) go under the panels, wrapped, where a long
+    # label cannot run off the figure's edge; the figure grows by their lines.
+    handles, texts = axes[0].get_legend_handles_labels()
+    wrapped = [textwrap.fill(text, 95, subsequent_indent="    ") for text in texts]
+    legend_in = 0.3 + 0.17 * sum(text.count("\n") + 1 for text in wrapped)
+    height = 3 * len(CURVES) + legend_in
+    fig.set_size_inches(8, height)
+    fig.legend(handles, wrapped, loc="lower left", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))
     return fig
 
 
