@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from conftest import END_TO_END, VENV, shell_env, tiny_project
 
@@ -273,3 +274,39 @@ def test_an_empty_queue_has_nothing_to_retry(tmp_path):
     retry = run(tmp_path, "gan-queue", "retry", "--wait")
     assert retry.stdout == "gan-queue: nothing to retry: no failed or dead experiment in the " \
                            "queue\n" and retry.stderr == "", retry
+
+
+def test_a_seed_sweep_through_the_queue_ends_in_its_groups(team, tmp_path):
+    """README's way of comparing settings, on real tiny runs: seeds 1 and 2 of the committed
+    setting and seeds 0 and 1 of another lr run through DVC's queue, and `gan-compare` pools
+    them with the committed run (seed 0) into one group per lr, the seed ignored."""
+    repo = tmp_path / "sweep"
+    sh(tmp_path, "git", "clone", "-q", str(team["origin"]), str(repo))
+    sh(repo, "dvc", "pull")  # the baseline's outputs: seed 0 of the committed setting
+    committed = yaml.safe_load((repo / "params.yaml").read_text())
+    other = 0.0015
+    assert committed["seed"] == 0 and committed["train"]["lr"] != other
+    try:
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=range(1,3)")
+        sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=range(0,2)",
+           "-S", f"train.lr={other}")
+        start_queue(repo, 2)
+        status = wait_for_queue(repo, lambda s: len(s) == 4 and set(
+            s.values()) <= {"Success", "Failed"}, between_runs=True)
+        assert sorted(status.values()) == ["Success"] * 4, status
+        report = json.loads(sh(repo, "gan-compare", "--json", "--metric", "fid"))
+    finally:
+        stop_everything(repo)
+    assert report["differing_params"] == ["train.lr"], report
+    groups = {g["params"]["train.lr"]: g for g in report["groups"]}
+    assert sorted(groups) == sorted([committed["train"]["lr"], other]), groups
+    assert (groups[committed["train"]["lr"]]["n"], groups[other]["n"]) == (3, 2), groups
+    assert sorted(groups[committed["train"]["lr"]]["seeds"]) == [0, 1, 2], groups
+    assert sorted(groups[other]["seeds"]) == [0, 1], groups
+    for group in groups.values():
+        fid = group["scores"]["fid"]
+        assert len(fid["values"]) == group["n"] and len(set(fid["values"])) == group["n"]
+        low, high = fid["interval"]
+        assert low < fid["mean"] < high, fid
+    (difference,) = [d for d in report["differences"] if d["metric"] == "fid"]
+    assert difference["verdict"] in ("significant", "not significant"), difference
