@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from gan import memory, runtime, train
-from gan.config import ModelConfig, TrainConfig
+from gan.config import ModelConfig, TrainConfig, to_dict
 from gan.errors import GanError
 from gan.io import save_checkpoint
 
@@ -85,7 +85,7 @@ def test_fp16_resume_restores_the_scalers(tmp_path):
     path = tmp_path / "resume.pt"
     short = train.train(MODEL, train_cfg(precision="fp16", steps=4), 0, tiny_split(),
                         progress=False).state
-    short["config"]["train"] = train.to_dict(cfg)
+    short["config"]["train"] = to_dict(cfg)
     short["fingerprint"] = train.fingerprint(0, MODEL, cfg, tiny_split(),
                                              train.place(MODEL, cfg))
     save_checkpoint(short, path)
