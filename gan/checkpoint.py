@@ -1,6 +1,7 @@
-"""models/gan.pt: what training writes (both networks, the EMA G, the run's config) and what
-the sample and evaluate stages rebuild from it. The resumable training state is a
-checkpoint too, with more keys (gan.state)."""
+"""The checkpoint, models/gan.pt: what training writes (both networks, the EMA G, the run's
+config) and what the sample and evaluate stages rebuild from it. The resumable training
+state is another file with its own format (gan.resume); it holds a checkpoint's keys and
+more."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from torch import nn
 from gan import models, runtime
 from gan.config import ModelConfig, TrainConfig, from_params, to_record
 from gan.errors import GanError
-from gan.io import read_checkpoint
+from gan.io import read_torch, save_torch
 
-# The version of the layout below; a file of another version is refused.
-FORMAT = 1
+# The version of the checkpoint's layout (``weights``); a file of another version is refused.
+CHECKPOINT_FORMAT = 1
 
 
 def run_config(seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -34,10 +35,21 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def weights(generator: nn.Module, discriminator: nn.Module, ema: nn.Module | None,
             config: dict[str, Any], step: int) -> dict[str, Any]:
     """What models/gan.pt holds: both networks, the EMA generator and the run's config."""
-    return {"format": FORMAT, "config": config, "step": step,
+    return {"format": CHECKPOINT_FORMAT, "config": config, "step": step,
             "generator": _cpu_state(generator),
             "generator_ema": _cpu_state(ema) if ema is not None else None,
             "discriminator": _cpu_state(discriminator)}
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint atomically."""
+    save_torch(ckpt, path)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint of CHECKPOINT_FORMAT, loaded as data, or one GanError naming the file."""
+    return read_torch(path, CHECKPOINT_FORMAT, "checkpoint",
+                      "; run the train stage (dvc repro train)")
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ def load_generator(path: Path, device: torch.device | None = None,
                    prefer_ema: bool = True) -> Trained:
     """Rebuild a checkpoint's generator (its EMA copy when there is one) from the file alone."""
     path = Path(path)
-    ckpt = read_checkpoint(path, FORMAT, "checkpoint", "; run the train stage (dvc repro train)")
+    ckpt = read_checkpoint(path)
     cfg = ckpt["config"]
     model_cfg = from_params(ModelConfig, cfg["model"], "model")
     image_shape = tuple(cfg["image_shape"])

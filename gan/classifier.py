@@ -22,11 +22,11 @@ from torch import nn
 from gan.config import ClassifierConfig, to_record
 from gan.data import DeviceBatches
 from gan.errors import GanError
-from gan.io import read_checkpoint
+from gan.io import read_torch
 from gan.runtime import seed_everything, select_device
 
 # The version of models/classifier.pt's layout; a file of another version is refused.
-FORMAT = 1
+CLASSIFIER_FORMAT = 1
 NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
 ROTATION = "rotation"  # the judge's task without labels; "task" in its checkpoint's config
 ROTATIONS = 4  # its classes: turned by 0, 90, 180 or 270 degrees
@@ -179,7 +179,7 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
     if at_chance:  # read by evaluate and gan-score, which mark every score
         config["at_chance"] = True
     checkpoint = {
-        "format": FORMAT,
+        "format": CLASSIFIER_FORMAT,
         "config": config,
         "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
         name: accuracy,
@@ -190,11 +190,11 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
 
 def load_classifier(path: Path) -> tuple[Classifier, dict]:
     """Rebuild a classifier from its file; returns (classifier in eval mode on CPU, config)."""
-    ckpt = read_checkpoint(path, FORMAT, "classifier", "; run the classifier stage (dvc repro "
-                           "classifier)")
+    ckpt = read_torch(path, CLASSIFIER_FORMAT, "classifier",
+                      "; run the classifier stage (dvc repro classifier)")
     if "classifier" not in ckpt:
         raise GanError(f"{path}: not a classifier of this project (format "
-                       f"{FORMAT} expected)")
+                       f"{CLASSIFIER_FORMAT} expected)")
     cfg = ckpt["config"]
     outputs = ROTATIONS if cfg.get("task") == ROTATION else len(cfg["classes"])
     model = Classifier(tuple(cfg["image_shape"]), outputs, cfg["classifier"]["width"])

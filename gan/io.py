@@ -182,10 +182,6 @@ def save_torch(value: Any, path: Path) -> None:
     write_atomic(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
-def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    save_torch(checkpoint, path)
-
-
 def check_integrity(path: Path, kind: str) -> None:
     """Refuse a torch file whose bytes changed since it was written.
 
@@ -204,14 +200,14 @@ def check_integrity(path: Path, kind: str) -> None:
                        f"changed after it was written)")
 
 
-def read_checkpoint(path: Path, fmt: int, kind: str = "checkpoint",
-                    missing: str = "") -> dict[str, Any]:
-    """A file ``save_checkpoint`` wrote whose "format" is ``fmt``, with one GanError naming
-    the file otherwise.
+def read_torch(path: Path, fmt: int, kind: str, missing: str = "") -> dict[str, Any]:
+    """A dict ``save_torch`` wrote whose "format" is ``fmt`` (the ``kind`` of file's own
+    version: a checkpoint's, a state's, a classifier's), with one GanError naming the file
+    otherwise.
 
-    ``missing`` is appended to the not-found message (what to run). Every file of the
-    project, resume states included, holds only tensors and plain Python values, and is
-    loaded with ``weights_only=True``: a pickle that would run code is refused.
+    ``missing`` is appended to the not-found message (what to run). Every torch file of the
+    project holds only tensors and plain Python values, and is loaded with
+    ``weights_only=True``: a pickle that would run code is refused.
     """
     path = Path(path)
     if not path.is_file():

@@ -24,6 +24,7 @@ from gan.augment import Augment
 from gan.config import ModelConfig, TrainConfig
 from gan.data import DeviceBatches
 from gan.hooks import Hook, Stateful
+from gan.resume import STATE_FORMAT
 
 # Latent batches of train.batch_size behind the EMA generator's batch-norm statistics each
 # time it is used (1,024 latents at the default batch of 64): enough for each channel's mean
@@ -306,7 +307,8 @@ class TrainingState:
             return None
         nets, opts = self.nets, self.opts
         return {
-            **self.weights(),
+            **self.weights(),  # a checkpoint's keys, its "format" replaced by the state's
+            "format": STATE_FORMAT,
             "fingerprint": self.fingerprint,
             "ema_averaged": int(nets.ema.n_averaged) if nets.ema is not None else 0,
             "opt_g": opts.g.state_dict(),

@@ -3,12 +3,13 @@
 The train stage saves its state to ``.resume/train.pt`` in the workspace, which dies with a
 temporary workspace: ``dvc exp run --queue`` runs each experiment in one under
 ``.dvc/tmp/exps/``, and a killed worker's is removed. So the stage also saves the state here,
-in a folder outside every workspace, under a name made of the run's fingerprint (gan.train:
-params, data, code, device, torch). Whichever workspace runs the same run next (the
-experiment queued again, or ``dvc exp run`` of the same params in the main workspace) finds
-the state by that name and continues bit for bit. A state whose run finished is deleted;
-the store keeps at most ``resume.store_keep`` states, dropping the least recently written
-first. ``gan-queue store`` lists it, ``gan-queue store --clean`` deletes its states.
+in a folder outside every workspace, under a name made of the run's fingerprint
+(gan.resume.store_key: params, data, code, numerics, device, torch). Whichever workspace
+runs the same run next (the experiment queued again, or ``dvc exp run`` of the same params
+in the main workspace) finds the state by that name and continues bit for bit. A state
+whose run finished is deleted; the store keeps at most ``resume.store_keep`` states,
+dropping the least recently written first. ``gan-queue store`` lists it, ``gan-queue store
+--clean`` deletes its states.
 
 ``resume.store``: ``auto`` is ``$GAN_RESUME_STORE`` when set, else
 ``$XDG_CACHE_HOME/gan-pipeline/resume`` (``~/.cache/...`` without XDG_CACHE_HOME); ``off``
@@ -25,15 +26,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import re
 import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from gan.errors import GanError
 
@@ -61,15 +59,6 @@ def folder(setting: str) -> Path | None:
         return Path(os.environ["GAN_RESUME_STORE"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "gan-pipeline" / "resume"
-
-
-def key(fingerprint: dict[str, Any]) -> str:
-    """The store's name for a run: a digest of its whole fingerprint."""
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def state_path(store: Path, fingerprint: dict[str, Any]) -> Path:
-    return Path(store) / f"{key(fingerprint)}{SUFFIX}"
 
 
 def _regular(path: Path) -> bool:
@@ -203,14 +192,13 @@ def prune(store: Path, keep: int, current: Path | None = None) -> list[Path]:
 
 def describe(store: Path) -> list[str]:
     """One line per stored state: its name, step, size and age, the newest first."""
-    from gan.checkpoint import FORMAT  # torch only for this listing
-    from gan.io import read_checkpoint
+    from gan.resume import read_state  # torch only for this listing
 
     lines = []
     now = time.time()
     for path in states(store):
         try:
-            step = read_checkpoint(path, FORMAT, "resume state")["step"]
+            step = read_state(path)["step"]
         except (GanError, KeyError, TypeError):
             step = "?"
         info = path.lstat()

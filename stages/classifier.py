@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gan import classifier, data
 from gan.config import load_section, read_params
-from gan.io import save_checkpoint, write_json
+from gan.io import save_torch, write_json
 from stages import common
 
 
@@ -35,7 +35,7 @@ def main() -> None:
                                           f"{name} {acc:.4f}", flush=True))
     if result.at_chance and not cfg.allow_chance:
         raise classifier.at_chance_error(result)
-    save_checkpoint(result.checkpoint, args.out)
+    save_torch(result.checkpoint, args.out)
     scores = {result.score_name: round(result.test_accuracy, 6)}
     if result.at_chance:  # only then: a judge that learned keeps its metrics file's bytes
         scores["at_chance"] = 1

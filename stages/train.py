@@ -13,19 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from dvclive import Live
 
-from gan import classifier, data, io, metrics, numerics, runtime, store, train, validate
+from gan import classifier, data, io, metrics, numerics, resume, runtime, store, train, validate
+from gan.checkpoint import save_checkpoint
 from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
 from gan.hooks import Every, EvolutionSnapshots
-from gan.io import save_checkpoint
 from stages import common
-
-# The packages whose loaded modules are this stage's code (dvc.yaml lists the same files).
-FIRST_PARTY = ("gan", "stages")
 
 
 def main() -> None:
@@ -50,16 +48,11 @@ def main() -> None:
     # only evaluate.train_fid_samples is read: see dvc.yaml
     eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
-        if rank == 0:
-            fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg)
-            return
-        try:  # the other ranks train (and resume) their share and write nothing
-            train.train(model_cfg, train_cfg, seed, data.load_prepared(args.data, "train"),
-                        resume_path=args.resume, checkpoint_every=resume_cfg.checkpoint_every,
-                        progress=False,
-                        fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg),
-                        resume_store=store.folder(resume_cfg.store))
+        try:
+            fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank)
         except Interrupted:
+            if rank == 0:
+                raise
             sys.exit(130)  # rank 0 says it
 
 
@@ -184,7 +177,7 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
     evaluate.train_fid_samples. Also the numerics section: another thread count or mode
     continues a run with other bits."""
     portable, threads = numerics.settings(args.params)
-    parts = {"code": train.code_files(FIRST_PARTY),
+    parts = {"code": resume.code_files(resume.FIRST_PARTY),
              "numerics": {"portable": portable, "threads": threads}}
     if train_cfg.eval_every > 0 and args.classifier is not None and args.classifier.is_file():
         parts["classifier"] = hashlib.sha256(args.classifier.read_bytes()).hexdigest()
@@ -192,8 +185,60 @@ def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
     return parts
 
 
-def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
-    kept = store.folder(resume_cfg.store)
+def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank: int = 0) -> None:
+    """Train on every rank; rank 0 also checks and writes the outputs.
+
+    What differs between ranks is decided here, and only here. Every rank trains its share of
+    each batch and reads its own part of a saved state (its RNG states and batch-norm
+    buffers), so every rank gets the same data and the same Resume. Rank 0 alone writes
+    files and speaks: it checks the output folders, takes the lock, runs the hooks
+    (snapshots and FIDs, which would be written or computed once per rank otherwise), logs
+    to dvclive, shows progress and writes the checkpoint; train.train has it alone write the
+    state.
+    """
+    with ExitStack() as locked:
+        if rank == 0:
+            _check_outputs(args, store.folder(resume_cfg.store))
+            # One trainer per state: a second one (a stray process, a second dvc repro)
+            # would interleave its steps with the first's in the same log and state.
+            locked.enter_context(io.exclusive(args.resume, "a train stage"))
+        state_files = resume.Resume.from_params(resume_cfg, args.resume,
+                                                fingerprint_parts(args, train_cfg, eval_cfg))
+        train_data = data.load_prepared(args.data, "train")
+        hooks, log = (), None
+        with ExitStack() as logging:
+            if rank == 0:
+                hooks = _hooks(args, seed, model_cfg, train_cfg, eval_cfg, train_data)
+                # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite
+                # it drops and duplicates entries. A resumed run replays its saved log into
+                # the fresh folder.
+                live = logging.enter_context(Live(str(args.log_dir), dvcyaml=False,
+                                                  save_dvc_exp=False))
+
+                def log(step: int, record: dict[str, float]) -> None:
+                    live.step = step
+                    for name, value in record.items():
+                        live.log_metric(name, value)
+                    live.make_summary()
+
+            start = time.perf_counter()
+            result = train.train(model_cfg, train_cfg, seed, train_data, state_files,
+                                 on_log=log, hooks=hooks, progress=rank == 0)
+            seconds = time.perf_counter() - start
+        if rank != 0:
+            return
+        save_checkpoint(result.checkpoint, args.checkpoint)
+        result.files.finished()  # the checkpoint supersedes the saved states
+    last = result.losses[-1]
+    # The time goes to stdout only: in a tracked output it would break byte-for-byte repro.
+    done = train_cfg.steps - result.resumed_from
+    print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
+          f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint} "
+          f"({done} steps in {seconds:.0f} s, {done / seconds:.1f} steps/s)")
+
+
+def _check_outputs(args, kept: Path | None) -> None:
+    """Before any step: the store is one of its own and every output folder takes a file."""
     outputs = [args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution]
     if kept is not None:  # never the project's folder or an output's: it deletes states
         others = store.open_store(kept, [Path.cwd(), *filter(None, outputs)])
@@ -204,14 +249,10 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
     for folder in (*outputs, kept):
         if folder is not None:
             io.check_writable(folder)
-    # One trainer per state: a second one (a stray process, a second dvc repro) would
-    # interleave its steps with the first's in the same log and state.
-    with io.exclusive(args.resume, "a train stage"):
-        _fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg)
 
 
-def _fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
-    train_data = data.load_prepared(args.data, "train")
+def _hooks(args, seed, model_cfg, train_cfg, eval_cfg, train_data) -> list:
+    """Rank 0's periodic hooks: snapshot grids and the FID during training."""
     hooks = []
     if args.evolution and train_cfg.snapshot_every:
         hooks.append(EvolutionSnapshots(train_cfg.snapshot_every, args.evolution, seed,
@@ -230,34 +271,7 @@ def _fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg) -> None:
         # Logged as "fid" at that step, and replayed on resume.
         hooks.append(Every(train_cfg.eval_every, lambda step, g: {"fid": fid_of(g)}, "fid",
                            metrics=True))
-
-    # dvcyaml=False: dvc.yaml declares the plots itself; letting dvclive rewrite it drops
-    # and duplicates entries. A resumed run replays its saved log into the fresh folder.
-    with Live(str(args.log_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        def log(step: int, record: dict[str, float]) -> None:
-            live.step = step
-            for name, value in record.items():
-                live.log_metric(name, value)
-            live.make_summary()
-
-        start = time.perf_counter()
-        result = train.train(model_cfg, train_cfg, seed, train_data, on_log=log,
-                             hooks=hooks, resume_path=args.resume,
-                             checkpoint_every=resume_cfg.checkpoint_every,
-                             fingerprint_parts=fingerprint_parts(args, train_cfg, eval_cfg),
-                             resume_store=store.folder(resume_cfg.store),
-                             store_keep=resume_cfg.store_keep)
-        seconds = time.perf_counter() - start
-    save_checkpoint(result.checkpoint, args.checkpoint)
-    args.resume.unlink(missing_ok=True)  # finished: the checkpoint supersedes it
-    if result.store_path is not None:
-        store.remove(result.store_path)
-    last = result.losses[-1]
-    # The time goes to stdout only: in a tracked output it would break byte-for-byte repro.
-    done = train_cfg.steps - result.resumed_from
-    print(f"train: {train_cfg.steps} steps of {model_cfg.arch}/{train_cfg.loss}, final "
-          f"D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f} -> {args.checkpoint} "
-          f"({done} steps in {seconds:.0f} s, {done / seconds:.1f} steps/s)")
+    return hooks
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import torch
 from gan import augment, train
 from gan.config import ModelConfig, TrainConfig, from_params, to_record
 from gan.errors import ConfigError
+from gan.resume import Resume
 from gan.validate import check_run
 
 from conftest import tiny_split, unit_train
@@ -148,11 +149,10 @@ def test_augmented_run_resumes_to_the_same_bits(tmp_path, loss):
     model = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4,
                         d_norm="layer" if loss == "wgan_gp" else "batch")
     whole = train.train(model, cfg, 2, tiny_split(), progress=False,
-                        resume_path=tmp_path / "state.pt", checkpoint_every=3)
+                        resume=Resume(path=tmp_path / "state.pt", every=3))
     # The file holds step 3; the next call resumes there and runs steps 4 to 6 again.
     resumed = train.train(model, cfg, 2, tiny_split(), progress=False,
-                          resume_path=tmp_path / "state.pt", checkpoint_every=3,
-                          say=lambda _: None)
+                          say=lambda _: None, resume=Resume(path=tmp_path / "state.pt", every=3))
     assert resumed.resumed_from == 3
     for name in ("generator", "discriminator"):
         for key, value in whole.checkpoint[name].items():

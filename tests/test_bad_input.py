@@ -111,8 +111,8 @@ def test_deleted_prepared_file_through_the_train_stage(tmp_path):
 
 def test_checkpoint_of_another_architecture_through_the_sample_stage(tmp_path):
     from gan import train
+    from gan.checkpoint import save_checkpoint
     from gan.config import ModelConfig
-    from gan.io import save_checkpoint
 
     model = ModelConfig(arch="dcgan", latent_dim=8, g_channels=4, d_channels=4)
     cfg = unit_train(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16,

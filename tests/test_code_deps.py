@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from gan.resume import FIRST_PARTY  # the packages whose files are the trainer's code
 
-FIRST_PARTY = ("gan", "stages")
+from conftest import ROOT
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:

@@ -131,7 +131,7 @@ def test_unreadable_params_files(tmp_path):
 
 
 def test_a_new_model_key_at_its_default_changes_no_record_and_no_fingerprint():
-    from gan import checkpoint, train
+    from gan import checkpoint, resume, train
 
     from conftest import tiny_split, unit_train
 
@@ -149,7 +149,7 @@ def test_a_new_model_key_at_its_default_changes_no_record_and_no_fingerprint():
         return checkpoint.run_config(0, model, cfg, data)
 
     def parts(model):
-        return train.fingerprint(0, model, cfg, data, train.place(model, cfg))
+        return resume.fingerprint(0, model, cfg, data, train.place(model, cfg))
 
     assert record(newer) == record(old) and parts(newer) == parts(old)
     assert record(on)["model"]["new_key"] == 0.5 and parts(on)["params"] != parts(old)["params"]

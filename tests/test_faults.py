@@ -22,6 +22,7 @@ from PIL import Image
 from gan import cli, data, image_folder, io
 from gan.config import load_section, read_params
 from gan.errors import GanError
+from gan.resume import Resume, save_state
 
 from conftest import ROOT, run_stage, spec_for, unit_train, write_idx_mirror
 
@@ -107,7 +108,7 @@ def test_a_failed_write_of_each_kind_is_one_gan_error_and_leaves_the_old_file(tm
 def test_a_full_disk_is_one_line_for_a_checkpoint(mount):
     folder = mount("size=64k")
     with pytest.raises(GanError, match=rf"^{folder}/gan.pt: cannot write it: no space left"):
-        io.save_checkpoint({"format": 1, "weights": torch.zeros(100_000)}, folder / "gan.pt")
+        io.save_torch({"format": 1, "weights": torch.zeros(100_000)}, folder / "gan.pt")
     assert list(folder.iterdir()) == []
 
 
@@ -147,7 +148,7 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_pat
     longer = tmp_path / f".train.pt.bak.{gone}.a1b2.tmp"  # another file's, with a longer name
     for path in (stale, older, live, other, longer):
         path.write_bytes(b"partial")
-    io.save_checkpoint({"format": 1}, tmp_path / "train.pt")
+    io.save_torch({"format": 1}, tmp_path / "train.pt")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([live.name, other.name, longer.name, "train.pt"])
 
@@ -189,9 +190,9 @@ def flip_middle_byte(path: Path) -> None:
 
 def test_a_flipped_byte_in_a_checkpoint_is_refused_by_gan_sample(tmp_path, capsys):
     path = tmp_path / "gan.pt"
-    io.save_checkpoint({"format": 1, "weights": torch.arange(200_000, dtype=torch.float32)},
+    io.save_torch({"format": 1, "weights": torch.arange(200_000, dtype=torch.float32)},
                        path)
-    assert io.read_checkpoint(path, 1)["weights"][7] == 7  # intact, it loads
+    assert io.read_torch(path, 1, "test file")["weights"][7] == 7  # intact, it loads
     flip_middle_byte(path)
     assert cli.main(["grid", str(path), "-o", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
@@ -301,8 +302,8 @@ def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2,
     model = ModelConfig(arch="mlp", latent_dim=8, g_channels=4, d_channels=4)
     cfg = unit_train(loss="non_saturating", optimizer="adam", lr=1e-3, batch_size=8,
                       steps=steps, log_every=1, device="cpu")
-    return train.train(model, cfg, 0, tiny_split(16), resume_path=resume, progress=False,
-                       say=lines.append, checkpoint_every=checkpoint_every)
+    return train.train(model, cfg, 0, tiny_split(16), progress=False,
+                       say=lines.append, resume=Resume(path=resume, every=checkpoint_every))
 
 
 def test_a_crafted_pickle_in_the_resume_state_runs_nothing(tmp_path):
@@ -314,7 +315,7 @@ def test_a_crafted_pickle_in_the_resume_state_runs_nothing(tmp_path):
     assert not marker.exists()
     assert result.resumed_from == 0
     assert len(lines) == 1 and lines[0].startswith(f"train: ignoring {resume}: not a readable "
-                                                   "checkpoint (UnpicklingError")
+                                                   "resume state (UnpicklingError")
 
 
 def test_a_state_naming_a_snapshot_outside_its_folder_is_refused(tmp_path):
@@ -336,11 +337,11 @@ def test_a_state_naming_a_snapshot_outside_its_folder_is_refused(tmp_path):
 def test_a_flipped_byte_in_the_resume_state_starts_afresh_with_one_line(tmp_path):
     resume = tmp_path / "train.pt"
     first = tiny_run(tmp_path, None, [], steps=2)
-    io.save_checkpoint(first.state, resume)
+    save_state(first.state, resume)
     flip_middle_byte(resume)
     lines: list[str] = []
     assert tiny_run(tmp_path, resume, lines, steps=3).resumed_from == 0
-    assert len(lines) == 1 and "corrupt checkpoint: record " in lines[0] and \
+    assert len(lines) == 1 and "corrupt resume state: record " in lines[0] and \
         lines[0].endswith("; starting from step 0")
 
 

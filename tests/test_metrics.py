@@ -11,9 +11,8 @@ from torch import nn
 
 from gan import classifier as clf
 from gan import data, metrics
-from gan.checkpoint import Trained
+from gan.checkpoint import Trained, save_checkpoint
 from gan.config import ClassifierConfig, EvaluateConfig, ModelConfig
-from gan.io import save_checkpoint
 
 from conftest import FASHION_MIRROR, ROOT, run_stage, tiny_split
 

@@ -18,9 +18,9 @@ from PIL import Image
 from torch import nn
 
 from gan import cli, plots, sample, train
+from gan.checkpoint import save_checkpoint
 from gan.config import ModelConfig, SampleConfig, to_dict
 from gan.hooks import EvolutionSnapshots
-from gan.io import save_checkpoint
 
 from conftest import ROOT, VENV, shell_env, tiny_split, unit_train
 

@@ -17,8 +17,9 @@ import pytest
 import torch
 import yaml
 
-from gan import train
+from gan import resume, train
 from gan.config import ModelConfig, TrainConfig
+from gan.resume import Resume
 
 from conftest import ROOT, tiny_split, unit_train
 
@@ -246,7 +247,7 @@ def test_corrupt_resume_file_is_ignored_and_said(setup, tmp_path):
     (tmp_path / "prepared").symlink_to(setup / "prepared")
     proc = run(tmp_path, out)
     assert proc.returncode == 0, proc.stderr
-    assert "ignoring" in proc.stdout and "not a readable checkpoint" in proc.stdout
+    assert "ignoring" in proc.stdout and "not a readable resume state" in proc.stdout
 
 
 def test_the_stage_fingerprints_exactly_the_code_dvc_yaml_lists(setup, tmp_path):
@@ -256,8 +257,8 @@ def test_the_stage_fingerprints_exactly_the_code_dvc_yaml_lists(setup, tmp_path)
     saved = torch.load(out / "resume.pt", weights_only=False)
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     listed = sorted(dep for dep in stage["deps"] if dep.endswith(".py"))
-    files = {path: train._digest((ROOT / path).read_bytes()) for path in listed}
-    assert saved["fingerprint"]["code"] == train._digest(files)
+    files = {path: resume._digest((ROOT / path).read_bytes()) for path in listed}
+    assert saved["fingerprint"]["code"] == resume._digest(files)
 
 
 def write_package(folder: Path, body: str) -> None:
@@ -269,7 +270,7 @@ def write_package(folder: Path, body: str) -> None:
 
 def code_files_in(folder: Path, cwd: Path) -> dict[str, str]:
     script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import pkgx.sub; "
-              "from gan import train; print(json.dumps(train.code_files(('pkgx',))))")
+              "from gan import resume; print(json.dumps(resume.code_files(('pkgx',))))")
     proc = subprocess.run([sys.executable, "-c", script, str(folder)], cwd=cwd,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -294,7 +295,7 @@ BASE = dict(loss="non_saturating", optimizer="adam", lr=2e-4, batch_size=16, ste
 
 def parts(cfg: TrainConfig, data: dict | None = None, extra: dict | None = None,
           model: ModelConfig = MODEL) -> dict[str, str]:
-    return train.fingerprint(0, model, cfg, data or tiny_split(), train.place(model, cfg),
+    return resume.fingerprint(0, model, cfg, data or tiny_split(), train.place(model, cfg),
                              extra)
 
 
@@ -325,10 +326,10 @@ def test_what_changes_the_fingerprint_and_what_does_not():
 def test_the_ignoring_line_names_what_differs():
     a = parts(unit_train(**BASE))
     b = {**a, "code": "1" * 64, "params": "2" * 64}
-    assert train._mismatch(b, {**a, "code": "3" * 64}) == "other code and params"
-    assert train._mismatch({**a, "device": CUDA_DEVICE}, a) == (
+    assert resume.mismatch(b, {**a, "code": "3" * 64}) == "other code and params"
+    assert resume.mismatch({**a, "device": CUDA_DEVICE}, a) == (
         f"other device ({CUDA_DEVICE}; this run: {a['device']})")
-    assert train._mismatch("a digest of old", a) == "other params, code or data"
+    assert resume.mismatch("a digest of old", a) == "other params, code or data"
 
 
 def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
@@ -360,8 +361,9 @@ def test_diverged_weights_are_never_checkpointed(tmp_path):
     data = tiny_split()
     data["images"] = data["images"] * 1e30
     with pytest.raises(train.GanError, match="diverged"):
-        train.train(model, cfg, 0, data, resume_path=tmp_path / "r.pt", checkpoint_every=1,
-                    progress=False, say=lambda _: None)
+        train.train(model, cfg, 0, data,
+                    progress=False, say=lambda _: None,
+                    resume=Resume(path=tmp_path / "r.pt", every=1))
     if (tmp_path / "r.pt").exists():
         saved = torch.load(tmp_path / "r.pt", weights_only=False)
         assert all(torch.isfinite(v).all() for v in saved["generator"].values()

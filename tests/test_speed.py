@@ -16,7 +16,7 @@ import yaml
 from gan import memory, runtime, train
 from gan.config import ModelConfig, TrainConfig, to_dict
 from gan.errors import GanError
-from gan.io import save_checkpoint
+from gan.resume import Resume, fingerprint, save_state
 
 from conftest import ROOT, tiny_split, unit_train
 
@@ -86,11 +86,10 @@ def test_fp16_resume_restores_the_scalers(tmp_path):
     short = train.train(MODEL, train_cfg(precision="fp16", steps=4), 0, tiny_split(),
                         progress=False).state
     short["config"]["train"] = to_dict(cfg)
-    short["fingerprint"] = train.fingerprint(0, MODEL, cfg, tiny_split(),
-                                             train.place(MODEL, cfg))
-    save_checkpoint(short, path)
-    resumed = train.train(MODEL, cfg, 0, tiny_split(), resume_path=path, progress=False,
-                          say=lambda _: None)
+    short["fingerprint"] = fingerprint(0, MODEL, cfg, tiny_split(), train.place(MODEL, cfg))
+    save_state(short, path)
+    resumed = train.train(MODEL, cfg, 0, tiny_split(), progress=False,
+                          say=lambda _: None, resume=Resume(path=path))
     assert resumed.resumed_from == 4
     assert resumed.state["scalers"] == whole.state["scalers"]
     for key, value in whole.checkpoint["generator"].items():

@@ -15,8 +15,9 @@ import torch
 import yaml
 from test_resume import assert_same_run, command, make_setup, run, stage_env
 
-from gan import store, train
+from gan import io, resume, store, train
 from gan.config import ModelConfig, TrainConfig
+from gan.resume import Resume
 
 from conftest import FASHION_MIRROR, ROOT, VENV, shell_env, tiny_project, tiny_split, unit_train
 
@@ -37,41 +38,42 @@ def test_the_store_folder_follows_the_setting_and_the_environment(monkeypatch, t
 
 
 def test_a_run_resumes_from_the_store_without_its_workspace_file(tmp_path):
-    whole = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
-                        checkpoint_every=3)
-    assert whole.store_path == store.state_path(tmp_path, json.loads(json.dumps(
-        torch.load(whole.store_path, weights_only=True)["fingerprint"])))
-    assert torch.load(whole.store_path, weights_only=True)["step"] == 3
+    whole = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        resume=Resume(store=tmp_path, every=3))
+    assert whole.files.kept == resume.store_path(tmp_path, json.loads(json.dumps(
+        torch.load(whole.files.kept, weights_only=True)["fingerprint"])))
+    assert torch.load(whole.files.kept, weights_only=True)["step"] == 3
     said = []
     # Another workspace (no file of its own): the state is found by the run's fingerprint.
-    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
-                        resume_path=tmp_path / "elsewhere" / "train.pt", checkpoint_every=3,
-                        say=said.append)
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        say=said.append, resume=Resume(
+                            path=tmp_path / "elsewhere" / "train.pt", every=3, store=tmp_path))
     assert again.resumed_from == 3 and said == [
-        f"train: resuming from step 3 of 6 ({whole.store_path})"]
+        f"train: resuming from step 3 of 6 ({whole.files.kept})"]
     for key, value in whole.checkpoint["generator"].items():
         assert torch.equal(value, again.checkpoint["generator"][key]), key
     # Another run (another seed) has another name in the store and starts from step 0.
-    other = train.train(MODEL, CFG, 2, tiny_split(), progress=False, resume_store=tmp_path,
-                        checkpoint_every=3, say=said.append)
-    assert other.resumed_from == 0 and other.store_path != whole.store_path
+    other = train.train(MODEL, CFG, 2, tiny_split(), progress=False,
+                        say=said.append, resume=Resume(store=tmp_path, every=3))
+    assert other.resumed_from == 0 and other.files.kept != whole.files.kept
     lines = store.describe(tmp_path)
     assert len(lines) == 2 and all(" step 3 " in line for line in lines), lines
-    assert lines[1].startswith(whole.store_path.name)  # the newest first
+    assert lines[1].startswith(whole.files.kept.name)  # the newest first
     assert store.clean(tmp_path) == (2, 0) and store.states(tmp_path) == []
 
 
 def test_the_later_of_the_workspace_and_the_store_states_wins(tmp_path):
     cfg = TrainConfig(**{**CFG.__dict__, "steps": 8})
-    train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=tmp_path / "store",
-                checkpoint_every=2)
+    train.train(MODEL, cfg, 1, tiny_split(), progress=False,
+                resume=Resume(store=tmp_path / "store", every=2))
     kept = store.states(tmp_path / "store")[0]
     state = torch.load(kept, weights_only=True)
     assert state["step"] == 6
     torch.save({**state, "step": 4}, tmp_path / "ws.pt")  # an older state of the same run
     said = []
-    train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=tmp_path / "store",
-                resume_path=tmp_path / "ws.pt", checkpoint_every=2, say=said.append)
+    train.train(MODEL, cfg, 1, tiny_split(), progress=False,
+                say=said.append,
+                resume=Resume(store=tmp_path / "store", path=tmp_path / "ws.pt", every=2))
     assert said == [f"train: resuming from step 6 of 8 ({kept})"]
 
 
@@ -271,8 +273,8 @@ def test_a_folder_holding_what_the_store_did_not_write_is_refused_and_left_alone
                                        r"store did not write \(.*run_01\.pt\)"):
         store.open_store(theirs)
     with pytest.raises(GanError, match="did not write"):
-        train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=theirs,
-                    checkpoint_every=3)
+        train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                    resume=Resume(store=theirs, every=3))
     assert store.states(theirs) == [] and store.clean(theirs) == (0, 0)
     assert {p.name: p.read_bytes() for p in theirs.iterdir()} == files
     # A new or empty folder is marked as the store's; one holding only the store's own
@@ -366,29 +368,29 @@ def test_a_lock_or_state_that_is_a_link_is_never_followed(tmp_path, resume_store
     assert victim.read_text() == "precious\n"
     assert not store._in_use(state)
     # A state linked into the store from outside it is not read.
-    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=resume_store,
-                        checkpoint_every=3)
+    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        resume=Resume(store=resume_store, every=3))
     outside = tmp_path / "outside.pt"
-    first.store_path.rename(outside)
-    first.store_path.symlink_to(outside)
+    first.files.kept.rename(outside)
+    first.files.kept.symlink_to(outside)
     said = []
-    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=resume_store,
-                        checkpoint_every=0, say=said.append)
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        say=said.append, resume=Resume(store=resume_store, every=0))
     assert again.resumed_from == 0
-    assert said == [f"train: ignoring {first.store_path}: a symbolic link, which is never "
+    assert said == [f"train: ignoring {first.files.kept}: a symbolic link, which is never "
                     f"followed; starting from step 0"]
 
 
 def test_a_state_whose_step_is_past_the_runs_length_is_refused_in_one_line(tmp_path):
-    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
-                        checkpoint_every=3)
-    saved = torch.load(first.store_path, weights_only=True)
-    torch.save({**saved, "step": 10**9}, first.store_path)
+    first = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        resume=Resume(store=tmp_path, every=3))
+    saved = torch.load(first.files.kept, weights_only=True)
+    torch.save({**saved, "step": 10**9}, first.files.kept)
     said = []
-    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False, resume_store=tmp_path,
-                        checkpoint_every=0, say=said.append)
+    again = train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                        say=said.append, resume=Resume(store=tmp_path, every=0))
     assert again.resumed_from == 0 and again.checkpoint["step"] == 6
-    assert said == [f"train: ignoring {first.store_path}: its step 1000000000 does not fit a "
+    assert said == [f"train: ignoring {first.files.kept}: its step 1000000000 does not fit a "
                     f"run of 6 steps; starting from step 0"]
 
 
@@ -396,7 +398,7 @@ def test_a_full_store_warns_once_and_the_run_goes_on_with_its_workspace_state(
         tmp_path, monkeypatch, capsys):
     from gan.errors import GanError
 
-    real_save = train.save_checkpoint
+    real_save = io.save_torch
     kept = tmp_path / "store"
 
     def full_store(value, path):
@@ -404,14 +406,14 @@ def test_a_full_store_warns_once_and_the_run_goes_on_with_its_workspace_state(
             raise GanError(f"{path}: cannot write it: no space left on the device")
         real_save(value, path)
 
-    monkeypatch.setattr(train, "save_checkpoint", full_store)
+    monkeypatch.setattr(io, "save_torch", full_store)
     cfg = TrainConfig(**{**CFG.__dict__, "steps": 8})
-    result = train.train(MODEL, cfg, 1, tiny_split(), progress=False, resume_store=kept,
-                         resume_path=tmp_path / "ws" / "train.pt", checkpoint_every=2)
+    result = train.train(MODEL, cfg, 1, tiny_split(), progress=False,
+                         resume=Resume(store=kept, path=tmp_path / "ws" / "train.pt", every=2))
     assert result.checkpoint["step"] == 8
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 1 and warnings[0].startswith(
-        f"warning: resume.store: {result.store_path}: cannot write it: no space left on the "
+        f"warning: resume.store: {result.files.kept}: cannot write it: no space left on the "
         "device; training goes on"), warnings
     assert torch.load(tmp_path / "ws" / "train.pt", weights_only=True)["step"] == 6
     assert store.states(kept) == []

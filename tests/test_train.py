@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from gan import checkpoint, losses, models, runtime, sample, state, train
+from gan.checkpoint import save_checkpoint
 from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
 from gan.hooks import Every
-from gan.io import save_checkpoint
 
 from conftest import tiny_split, unit_train
 
