@@ -12,7 +12,7 @@ a folder outside every workspace where the state is kept under its run's key (``
 so that it outlives a queued experiment's temporary workspace.
 
 When: every ``resume.checkpoint_every`` steps and on SIGINT/SIGTERM; a finished run
-deletes both (``Resume.finished``).
+deletes both (``StateFiles.finished``).
 
 Which: only the very run that saved it. Its ``fingerprint`` (one digest per part: params,
 data, code, numerics, device, torch) must equal this run's, else one line says what
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import distributed as dist
 
 from gan import io, store
 from gan.config import ModelConfig, ResumeConfig, TrainConfig, to_record
@@ -53,7 +54,7 @@ FIRST_PARTY = ("gan", "stages")
 # the result: the device, precision and memory format as asked for (what they resolve to is
 # the fingerprint's "device" part).
 RESUME_FREE_KEYS = ("device", "precision", "memory_format")
-# on_log(step, record): a logged record, by name (as gan.train.LogFn).
+# on_log(step, record): a logged record, by name (train.train's on_log).
 LogFn = Callable[[int, dict[str, float]], None]
 
 
@@ -129,7 +130,7 @@ def mismatch(saved: Any, parts: dict[str, str]) -> str:
 def store_key(parts: dict[str, Any]) -> str:
     """The resume store's name for a run: a digest of its whole fingerprint (32 hex digits,
     the names gan.store owns)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return _digest(parts)[:32]
 
 
 def store_path(folder: Path, parts: dict[str, Any]) -> Path:
@@ -257,8 +258,6 @@ class StateFiles:
     def _check_same_start(self, start: int) -> None:
         if self.world == 1:
             return
-        from torch import distributed as dist
-
         starts = [None] * self.world
         dist.all_gather_object(starts, start)
         if len(set(starts)) > 1:
@@ -309,4 +308,3 @@ class StateFiles:
             self.settings.path.unlink(missing_ok=True)
         if self.kept is not None:
             store.remove(self.kept)
-
