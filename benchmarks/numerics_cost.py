@@ -31,9 +31,11 @@ import yaml
 from gan import numerics
 
 MODES = ("native", "portable")
-# Portable mode less one pin, to see what each costs: MKL on its automatic path, or oneDNN
-# back on (at the pinned AVX2 level). Neither keeps the bits portable (docs/resume.md).
-VARIANTS = ("portable-mkl-auto", "portable-onednn")
+# Portable mode less one pin, to see what each costs: MKL on its automatic path, torch's
+# own elementwise math (gan/mathops.py), or oneDNN off (convolutions by ATen's unfold and
+# MKL's matrix product, the portable mode of 2026-12-04). The first two do not keep the
+# bits portable; the third did not on Intel CPUs (docs/resume.md).
+VARIANTS = ("portable-mkl-auto", "portable-torch-math", "portable-onednn-off")
 
 
 def child(mode: str, arch: str, params: Path, data: Path, window: int, windows: int) -> None:
@@ -46,10 +48,14 @@ def child(mode: str, arch: str, params: Path, data: Path, window: int, windows: 
     if mode == "portable-mkl-auto":
         os.environ["MKL_CBWR"] = "AUTO"
     numerics.apply_torch(portable, threads)
-    if mode == "portable-onednn":
+    if mode == "portable-onednn-off":
         import torch
 
-        torch.backends.mkldnn.enabled = True
+        torch.backends.mkldnn.enabled = False
+    if mode == "portable-torch-math":
+        from gan import mathops
+
+        mathops.set_portable(False)
     from benchmarks.train_throughput import project_rate
     from gan import data as gan_data
     from gan import runtime
@@ -122,7 +128,7 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=4, help="timed windows (median is shown)")
     p.add_argument("--stages", action="store_true", help="also time the computing stages")
     p.add_argument("--variants", action="store_true", help="also portable less one pin: "
-                   "MKL's automatic path, oneDNN on")
+                   "MKL's automatic path, torch's elementwise math, oneDNN off")
     p.add_argument("--train-steps", type=int, help="train steps of the stage run")
     p.add_argument("--child", nargs=2, metavar=("MODE", "ARCH"), help=argparse.SUPPRESS)
     args = p.parse_args()

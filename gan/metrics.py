@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gan import mathops
 from gan.checkpoint import Trained
 from gan.classifier import extract, is_labelled, label_accuracy
 from gan.config import EvaluateConfig, ModelConfig
@@ -116,9 +117,12 @@ def inception_score(logits: torch.Tensor) -> float:
     """exp(E_x[KL(p(y|x) || p(y))]) of class logits (N, K); 1 (none) to K (sharp, balanced)."""
     # Over the whole set: torchmetrics' InceptionScore averages 10 random splits instead and
     # returns a NaN std for one split.
-    log_p = logits.double().log_softmax(dim=1)
-    log_marginal = log_p.exp().mean(dim=0).log()
-    return math.exp(float((log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean()))
+    # softmax and log_softmax are ATen's own kernels; the marginal's K logs are
+    # mathops.log's (exp and log of torch's reach MKL's vector math, gan/mathops.py)
+    logits = logits.double()
+    p, log_p = logits.softmax(dim=1), logits.log_softmax(dim=1)
+    log_marginal = mathops.log(p.mean(dim=0))
+    return math.exp(float((p * (log_p - log_marginal)).sum(dim=1).mean()))
 
 
 def class_coverage(predicted: torch.Tensor, num_classes: int) -> float:
@@ -141,7 +145,7 @@ def knn_radii(feats: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1000) ->
     feats = feats.float()
     # The (k+1)-th smallest distance, the first being the point itself; topk is ~10x faster
     # than kthvalue on the CPU.
-    return torch.cat([torch.cdist(part, feats).topk(k + 1, dim=1, largest=False).values[:, -1]
+    return torch.cat([mathops.cdist(part, feats).topk(k + 1, dim=1, largest=False).values[:, -1]
                       for part in feats.split(chunk)])
 
 
@@ -159,7 +163,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBO
     fake_inside, real_inside = [], torch.zeros(real.shape[0], dtype=torch.bool)
     # One pass over the fake-real distances serves both directions.
     for part, radii in zip(fake.split(chunk), fake_radii.split(chunk), strict=True):
-        dist = torch.cdist(part, real)  # (chunk, N_real)
+        dist = mathops.cdist(part, real)  # (chunk, N_real)
         fake_inside.append((dist <= real_radii).any(dim=1))
         real_inside |= (dist <= radii[:, None]).any(dim=0)
     return float(torch.cat(fake_inside).double().mean()), float(real_inside.double().mean())
@@ -181,7 +185,7 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DC_NEIGHBO
     inside_count = torch.zeros((), dtype=torch.float64)
     covered = torch.zeros(real.shape[0], dtype=torch.bool)
     for part in fake.split(chunk):
-        inside = torch.cdist(part, real) <= real_radii  # (chunk, N_real)
+        inside = mathops.cdist(part, real) <= real_radii  # (chunk, N_real)
         inside_count += inside.sum(dtype=torch.float64)
         covered |= inside.any(dim=0)
     return float(inside_count / (k * fake.shape[0])), float(covered.double().mean())
@@ -191,7 +195,7 @@ def nearest(queries: torch.Tensor, feats: torch.Tensor,
             chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance (M,), index (M,)) of each query's nearest point of ``feats`` (N, F)."""
     feats = feats.float()
-    found = [torch.cdist(part, feats).min(dim=1) for part in queries.float().split(chunk)]
+    found = [mathops.cdist(part, feats).min(dim=1) for part in queries.float().split(chunk)]
     return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
 
 
@@ -200,7 +204,7 @@ def nearest_other(feats: torch.Tensor, rows: torch.Tensor, chunk: int = 1000) ->
     feats = feats.float()
     out = []
     for part in rows.split(chunk):
-        dist = torch.cdist(feats[part], feats)
+        dist = mathops.cdist(feats[part], feats)
         dist[torch.arange(part.numel()), part] = float("inf")  # not the point itself
         out.append(dist.min(dim=1).values)
     return torch.cat(out) if out else torch.zeros(0)

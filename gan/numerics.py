@@ -2,27 +2,32 @@
 
 On the CPU the last bits of a result depend on how many threads split each reduction and
 on which kernels the libraries under torch pick for this processor: ATen's vectorised
-loops (AVX2 or AVX-512), oneDNN's convolutions (per instruction set and cache size), MKL's
-matrix products (per code path) and NNPACK's. Portable mode takes every one of those
-choices away from the machine:
+loops (AVX2 or AVX-512), oneDNN's convolutions (per instruction set), MKL's matrix products
+(per code path), MKL's vector math (per CPU vendor and model) and NNPACK's. Portable mode
+takes every one of those choices away from the machine:
 
-- ``threads`` threads for OpenMP and MKL, neither allowed to change it at run time;
+- ``threads`` threads for OpenMP and MKL, neither allowed to change it at run time, and no
+  variable of the environment that would change either (``OVERRIDDEN``);
 - ATen's kernels at the AVX2 level, which every x86-64 CPU of the last decade runs;
+- oneDNN's convolutions at the AVX2 level too, in strict float32 arithmetic: at a fixed
+  thread count they give the same bits on Intel and AMD CPUs of other cache sizes
+  (docs/resume.md, "Portable numerics", lists the layers checked);
 - MKL on its COMPATIBLE code path, the one path Intel documents to give the same results
-  on Intel and other CPUs (its AVX2 and AVX-512 paths are honoured on Intel CPUs only);
-- oneDNN and NNPACK off: both choose their blocking and algorithms per CPU, and promise the
-  same bits only run to run on one platform, so convolutions go to ATen's own kernels
-  (unfold plus MKL's matrix product).
+  on Intel and other CPUs, for matrix products and LAPACK;
+- none of MKL's vector math: ATen hands it sqrt, exp, log, tanh and the like, and it gives
+  other bits on Intel than on AMD whatever MKL_CBWR says, so the pipeline computes those
+  in gan/mathops.py instead;
+- NNPACK off.
 
 The variables must be in the environment before torch loads: OpenMP and MKL read theirs
 when their libraries start, ATen its level at the first kernel call. ``stages/__init__.py``
 calls ``pin_environment`` first thing in every stage process, so the pins win over whatever
-the user's shell says; ``apply_torch`` then switches oneDNN and NNPACK off in torch.
+the user's shell says; ``apply_torch`` then sets the switches that live in torch.
 
-``self_check`` runs a small battery of the layers the models use, forward, backward and
-one Adam step, and compares its digests with ``numerics.json``, committed beside this file
-from a portable run: a machine that computes other bits than the committed run says so in
-one line, and the layer whose digest differs says where to look (docs/resume.md,
+``self_check`` runs a battery of every layer, elementwise function, optimizer and score the
+pipeline computes and compares its digests with ``numerics.json``, committed beside this
+file from a portable run: a machine that computes other bits than the committed run says so
+in one line (once per run), naming the functions whose digests differ (docs/resume.md,
 "Portable numerics").
 """
 
@@ -40,6 +45,15 @@ from typing import Any
 # --write``).
 FINGERPRINT = Path(__file__).with_name("numerics.json")
 KERNEL_LEVEL = "avx2"  # ATen's ATEN_CPU_CAPABILITY and oneDNN's ONEDNN_MAX_CPU_ISA below
+# Variables that would change the thread count or the kernels, which portable mode removes
+# from the environment: OpenMP's thread cap, MKL's per-domain threads and instruction cap,
+# oneDNN's hints (its older DNNL_ names included).
+OVERRIDDEN = ("OMP_THREAD_LIMIT", "MKL_DOMAIN_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS",
+              "ONEDNN_CPU_ISA_HINTS", "DNNL_CPU_ISA_HINTS", "MKL_DEBUG_CPU_TYPE")
+
+
+# The thread counts and their wait policy, recorded with the rest (``machine``).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def portable_environment(threads: int) -> dict[str, str]:
@@ -50,15 +64,22 @@ def portable_environment(threads: int) -> dict[str, str]:
         "OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE",
         "ATEN_CPU_CAPABILITY": KERNEL_LEVEL,
         "MKL_CBWR": "COMPATIBLE",
-        # oneDNN is off in torch (apply_torch); should any call still reach it, it runs the
-        # same instruction set as ATen
-        "ONEDNN_MAX_CPU_ISA": KERNEL_LEVEL.upper(),
+        "ONEDNN_MAX_CPU_ISA": KERNEL_LEVEL.upper(), "DNNL_MAX_CPU_ISA": KERNEL_LEVEL.upper(),
+        # float32 stays float32: no implicit bf16 or tf32 inside oneDNN
+        "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT", "DNNL_DEFAULT_FPMATH_MODE": "STRICT",
     }
 
 
 def pin_environment(portable: bool, threads: int) -> None:
-    """Set portable mode's variables in this process (and every process it starts)."""
+    """Set portable mode's variables in this process (and every process it starts); in
+    either mode, OpenMP's threads sleep when they wait unless the environment says how they
+    wait: spinning, they take the cores from each other and from the machine's other work
+    (docs/performance.md, "Threads on a busy machine"). The wait changes no bits."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     if portable:
+        for name in OVERRIDDEN:
+            os.environ.pop(name, None)
         os.environ.update(portable_environment(threads))
 
 
@@ -101,12 +122,15 @@ def pin_from_argv(argv: list[str]) -> None:
 
 def apply_torch(portable: bool, threads: int) -> None:
     """The switches that live in torch itself; call once torch may load."""
-    if not portable:
-        return
     import torch
 
+    from gan import mathops
+
+    mathops.set_portable(portable)
+    if not portable:
+        return
     torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = True
     torch.backends.nnpack.set_flags(False)
 
 
@@ -117,39 +141,24 @@ def _digest(*tensors: Any) -> str:
     return h.hexdigest()[:16]
 
 
+# The battery's entries that run MKL's matrix products or LAPACK, whose bits depend on
+# MKL's code path (MKL_CBWR); every other entry computes with ATen's and oneDNN's kernels
+# alone (tests/test_numerics.py holds it so).
+MKL_ENTRIES = frozenset({"linear", "model/mlp", "model/dcgan", "model/resize_conv",
+                         "model/judge", "cdist", "fid", "kid"})
+
+
 def battery() -> dict[str, str]:
-    """Digests of each layer type the models and the judge use, forward and backward, of an
-    Adam step and of a long reduction, on fixed inputs (float32, CPU)."""
+    """Digests of every layer, elementwise function, loss, optimizer and score the pipeline
+    computes, forward and backward, on fixed inputs (CPU): an entry names the function."""
     import torch
-    from torch import nn
 
     gen = torch.Generator().manual_seed(20261204)
-    x = torch.randn(16, 8, 14, 14, generator=gen)
-    cases = {
-        "linear": (nn.Linear(392, 64), torch.randn(32, 392, generator=gen)),
-        "conv2d": (nn.Conv2d(8, 16, 5, 2, 2), x),
-        "conv_transpose2d": (nn.ConvTranspose2d(8, 4, 5, 2, 2, output_padding=1), x),
-        "batch_norm2d": (nn.BatchNorm2d(8), x),
-        "batch_norm1d": (nn.BatchNorm1d(64), torch.randn(32, 64, generator=gen)),
-        "group_norm": (nn.GroupNorm(1, 8), x),
-        "upsample_conv": (nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(8, 4, 3, 1, 1)),
-                          x),
-    }
-    out = {}
-    for name, (layer, inp) in cases.items():
-        _init(layer, gen)
-        for fmt in (torch.contiguous_format, torch.channels_last):
-            if inp.dim() != 4 and fmt is torch.channels_last:
-                continue
-            layer = layer.to(memory_format=fmt)
-            leaf = inp.clone().contiguous(memory_format=fmt).requires_grad_(True)
-            y = layer(leaf)
-            y.backward(torch.ones_like(y).mul_(0.5).add_(y.detach()))
-            grads = [p.grad for p in layer.parameters()]
-            suffix = "" if fmt is torch.contiguous_format else "/channels_last"
-            out[name + suffix] = _digest(y, leaf.grad, *grads)
-            layer.zero_grad(set_to_none=True)
-    out.update(_optimizer_and_reductions(gen))
+    out = _layers(gen)
+    out.update(_models(gen))
+    out.update(_elementwise(gen))
+    out.update(_optimizers(gen))
+    out.update(_scores(gen))
     return out
 
 
@@ -161,30 +170,184 @@ def _init(layer: Any, gen: Any) -> None:
             p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
 
 
-def _optimizer_and_reductions(gen: Any) -> dict[str, str]:
+def _fwd_bwd(layer: Any, inp: Any, fmt: Any) -> str:
+    """Digest of a layer's output, its input's gradient and its parameters' gradients."""
+    import torch
+
+    layer = layer.to(memory_format=fmt) if inp.dim() == 4 else layer
+    leaf = inp.clone().contiguous(memory_format=fmt).requires_grad_(True)
+    y = layer(leaf)
+    y.backward(torch.ones_like(y).mul_(0.5).add_(y.detach()))
+    grads = [p.grad for p in layer.parameters()]
+    digest = _digest(y, leaf.grad, *grads)
+    layer.zero_grad(set_to_none=True)
+    return digest
+
+
+def _layers(gen: Any) -> dict[str, str]:
+    """Each layer type of the models and the judge, at the shapes they run."""
+    import torch
+    from torch import nn
+
+    x = torch.randn(4, 8, 14, 14, generator=gen)
+    cases = {
+        "linear": (nn.Linear(392, 64), torch.randn(32, 392, generator=gen)),
+        "conv2d": (nn.Conv2d(8, 16, 5, 2, 2), x),
+        "conv2d_4x4": (nn.Conv2d(64, 128, 4, 2, 1), torch.randn(4, 64, 14, 14, generator=gen)),
+        "conv2d_3x3": (nn.Conv2d(32, 32, 3, 1, 1), torch.randn(4, 32, 14, 14, generator=gen)),
+        "conv_transpose2d": (nn.ConvTranspose2d(8, 4, 5, 2, 2, output_padding=1), x),
+        "conv_transpose2d_4x4": (nn.ConvTranspose2d(128, 64, 4, 2, 1),
+                                 torch.randn(4, 128, 7, 7, generator=gen)),
+        "batch_norm2d": (nn.BatchNorm2d(8), x),
+        "batch_norm1d": (nn.BatchNorm1d(64), torch.randn(32, 64, generator=gen)),
+        "group_norm": (nn.GroupNorm(1, 8), x),
+        "layer_norm": (nn.LayerNorm(64), torch.randn(32, 64, generator=gen)),
+        "upsample_conv": (nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(8, 4, 3, 1, 1)),
+                          x),
+        "max_pool": (nn.MaxPool2d(2), x),
+        "dropout": (nn.Sequential(nn.Dropout(0.25)), x),
+    }
+    out = {}
+    for name, (layer, inp) in cases.items():
+        _init(layer, gen)
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            if inp.dim() != 4 and fmt is torch.channels_last:
+                continue
+            suffix = "" if fmt is torch.contiguous_format else "/channels_last"
+            torch.manual_seed(7)  # dropout's mask
+            out[name + suffix] = _fwd_bwd(layer, inp, fmt)
+    return out
+
+
+# The models' widths in the battery: the default run's (params.yaml), fixed here so that a
+# params edit leaves the committed digests as they are.
+BATTERY_WIDTHS = {"latent_dim": 100, "g_channels": 32, "d_channels": 32}
+
+
+def _models(gen: Any) -> dict[str, str]:
+    """The default generators and discriminators of each architecture, and the judge, at
+    params.yaml's widths: forward and backward as training runs them."""
+    import torch
+
+    from gan import models
+    from gan.classifier import Classifier
+    from gan.config import ModelConfig
+
+    out = {}
+    for arch in ("mlp", "dcgan", "resize_conv"):
+        torch.manual_seed(11)
+        g, d = models.build(ModelConfig(arch=arch, **BATTERY_WIDTHS), (1, 28, 28), 10)
+        fmt = torch.contiguous_format if arch == "mlp" else torch.channels_last
+        g, d = g.to(memory_format=fmt), d.to(memory_format=fmt)
+        z = torch.randn(2, BATTERY_WIDTHS["latent_dim"], generator=gen)
+        fake = g(z, None)
+        score = d(fake.contiguous(memory_format=fmt), None)
+        score.sum().backward()
+        out[f"model/{arch}"] = _digest(fake, score, *[p.grad for p in g.parameters()],
+                                       *[p.grad for p in d.parameters()])
+    torch.manual_seed(11)
+    judge = Classifier((1, 28, 28), 10, 16)  # classifier.width of params.yaml
+    images = torch.rand(4, 1, 28, 28, generator=gen) * 2 - 1
+    logits = judge(images)
+    torch.nn.functional.cross_entropy(logits, torch.arange(4)).backward()
+    out["model/judge"] = _digest(logits, *[p.grad for p in judge.parameters()])
+    return out
+
+
+def _elementwise(gen: Any) -> dict[str, str]:
+    """Each elementwise function and loss the pipeline computes, with its gradient."""
     import torch
     from torch.nn import functional as F
 
-    weights = [torch.randn(300, 100, generator=gen).requires_grad_(True),
-               torch.randn(100, generator=gen).requires_grad_(True)]
-    opt = torch.optim.Adam(weights, lr=3.2e-3, betas=(0.0, 0.99))
-    for _ in range(3):
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(
-            torch.randn(64, 300, generator=gen) @ weights[0] + weights[1],
-            torch.rand(64, 100, generator=gen))
-        loss.backward()
-        opt.step()
-    big = torch.randn(1_000_003, generator=gen)
+    from gan import mathops
+
+    x = torch.randn(4099, generator=gen)
+    target = torch.rand(4099, generator=gen)
+    functions = {
+        "tanh": mathops.tanh,
+        "sigmoid": torch.sigmoid,
+        "softplus": F.softplus,
+        "logsigmoid": F.logsigmoid,
+        "leaky_relu": lambda v: F.leaky_relu(v, 0.2),
+        "relu": F.relu,
+        "log_softmax": lambda v: v.view(-1, 1).expand(-1, 10).mul(
+            torch.linspace(-1, 1, 10)).log_softmax(dim=1),
+        "bce_with_logits": lambda v: F.binary_cross_entropy_with_logits(v, target),
+        "mse": lambda v: F.mse_loss(v, target),
+        "cross_entropy": lambda v: F.cross_entropy(v[:4090].view(-1, 10),
+                                                   torch.arange(409) % 10),
+        "norm": lambda v: v[:4096].view(64, 64).norm(2, dim=1),
+        "lerp": lambda v: torch.lerp(v, target, 0.001),
+    }
+    out = {}
+    for name, fn in functions.items():
+        leaf = x.clone().requires_grad_(True)
+        y = fn(leaf)
+        y.backward(torch.ones_like(y))
+        out[name] = _digest(y, leaf.grad)
+    positive = x.abs().double() + 0.01
+    out["sqrt"] = _digest(mathops.sqrt(positive), mathops.sqrt(positive.float()))
+    out["log"] = _digest(mathops.log(positive[:64]))
+    out["acos_sin"] = _digest(mathops.acos(x[:64].clamp(-1, 1)), mathops.sin(x[:64]))
     images = torch.rand(8, 1, 28, 28, generator=gen) * 2 - 1
-    resized = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True,
-                            align_corners=False)
-    feats = torch.randn(500, 64, generator=gen, dtype=torch.float64)
+    out["interpolate"] = _digest(torch.nn.functional.interpolate(
+        images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False))
+    big = torch.randn(1_000_003, generator=gen)
+    out["sum"] = _digest(big.sum(), big.mean(), big.var())
+    return out
+
+
+def _optimizers(gen: Any) -> dict[str, str]:
+    """Three steps of each optimizer the pipeline runs, on fixed gradients, and the EMA."""
+    import torch
+
+    from gan import optim
+
+    out = {}
+    start = torch.randn(300, 100, generator=gen)
+    grads = [torch.randn(300, 100, generator=gen) for _ in range(3)]
+    for name in ("adam", "rmsprop", "sgd"):
+        w = start.clone().requires_grad_(True)
+        opt = optim.OPTIMIZERS[name]([w], 3.2e-3, (0.5, 0.99), True)
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        out[f"optimizer/{name}"] = _digest(w)
+    w = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=3e-3, fused=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=4, pct_start=0.15)
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+        schedule.step()
+    out["optimizer/adam_one_cycle"] = _digest(w)
+    ema = start.clone()
+    for g in grads:
+        ema.lerp_(g, 1 - 0.999)
+    out["ema"] = _digest(ema)
+    return out
+
+
+def _scores(gen: Any) -> dict[str, str]:
+    """What evaluate computes of feature sets: distances, the inception score, and the
+    operations of torchmetrics' FID (covariances, eigenvalues of their product, complex
+    square roots) and KID (a cubic polynomial kernel), without torchmetrics' seconds of
+    import in every stage."""
+    import torch
+
+    from gan import mathops, metrics
+
+    real = torch.randn(300, 16, generator=gen)
+    fake = torch.randn(200, 16, generator=gen) * 1.1 + 0.1
+    logits = torch.randn(200, 10, generator=gen, dtype=torch.float64)
+    a, b = real.double().T.cov(), fake.double().T.cov()
+    kernel = (fake.double() @ real.double().T / 16 + 1) ** 3
     return {
-        "adam": _digest(*weights),
-        "sum": _digest(big.sum(), big.mean(), big.var()),
-        "interpolate": _digest(resized),
-        "cov_cdist": _digest(feats.T.cov(), torch.cdist(feats[:100], feats)),
+        "cdist": _digest(mathops.cdist(fake, real)),
+        "inception_score": _digest(torch.tensor(metrics.inception_score(logits),
+                                                dtype=torch.float64)),
+        "fid": _digest(a, b, torch.linalg.eigvals(a @ b).sqrt().real.sum()),
+        "kid": _digest(kernel.sum()),
     }
 
 
@@ -201,6 +364,10 @@ def machine(portable: bool, threads: int) -> dict[str, Any]:
         "onednn": bool(torch.backends.mkldnn.enabled),
         "mkl_path": os.environ.get("MKL_CBWR", "AUTO"),
         "torch": torch.__version__,
+        # what of the environment could still change the threads or kernels (native mode;
+        # portable mode sets or removes each of these)
+        "environment": {name: os.environ[name] for name in (*OVERRIDDEN, *THREAD_VARIABLES)
+                        if name in os.environ},
     }
 
 
@@ -228,13 +395,33 @@ def cpu() -> dict[str, str]:
     }
 
 
-def committed() -> dict[str, Any]:
-    """The committed fingerprint: {"made_on": machine(...), "battery": {layer: digest}}."""
+WRITE_HINT = "python -m gan.numerics --write"
+
+
+def committed(path: Path = FINGERPRINT) -> dict[str, Any]:
+    """The committed fingerprint: {"made_on": machine(...), "battery": {entry: digest}}.
+
+    A missing, unreadable or misshapen file is one GanError naming it and the command that
+    writes it, never a claim about this machine."""
+    from gan.errors import GanError
+
     try:
-        saved = json.loads(FINGERPRINT.read_text())
-    except (OSError, ValueError):
-        return {"made_on": {}, "battery": {}}
-    return {"made_on": saved.get("made_on", {}), "battery": saved.get("battery", {})}
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GanError(f"{path}: missing; it holds the committed run's numerics digests "
+                       f"(restore it with git, or make this machine's: {WRITE_HINT})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not JSON"
+        raise GanError(f"{path}: unreadable ({reason}); restore it with git, or make this "
+                       f"machine's: {WRITE_HINT}") from None
+    made_on = saved.get("made_on") if isinstance(saved, dict) else None
+    entries = saved.get("battery") if isinstance(saved, dict) else None
+    if not (isinstance(made_on, dict) and isinstance(entries, dict) and entries
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items())):
+        raise GanError(f"{path}: not a numerics fingerprint (expected an object with "
+                       f"\"made_on\" and a non-empty \"battery\" of entry: digest); restore "
+                       f"it with git, or make this machine's: {WRITE_HINT}")
+    return {"made_on": made_on, "battery": entries}
 
 
 def differing(measured: dict[str, str], reference: dict[str, str]) -> list[str]:
@@ -243,30 +430,52 @@ def differing(measured: dict[str, str], reference: dict[str, str]) -> list[str]:
                   if measured.get(k) != reference.get(k))
 
 
-def self_check(stage: str, portable: bool, threads: int, record: Path | None) -> list[str]:
+def _said_in_this_run(record: Path | None, run: list[int] | None,
+                      where: dict[str, Any]) -> bool:
+    """Whether another stage of the same run (the same ``run``, a dvc repro's process) has
+    already recorded the same verdict in ``record``: its warning was said once."""
+    if record is None or run is None or not record.is_dir():
+        return False
+    for other in record.glob("*.json"):
+        try:
+            seen = json.loads(other.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if (isinstance(seen, dict) and seen.get("run") == run
+                and all(seen.get(k) == where[k] for k in ("mode", "threads", "differing"))):
+            return True
+    return False
+
+
+def self_check(stage: str, portable: bool, threads: int, record: Path | None,
+               run: list[int] | None = None) -> list[str]:
     """Run the battery, write where this stage ran (``record``) and warn in one line when
-    this machine computes other bits than the committed run. Returns the differing layers."""
+    this machine computes other bits than the committed run: once per run, the first
+    computing stage saying it and the rest only recording it (``run`` names the run, e.g.
+    the dvc process the stages live for). Returns the differing entries."""
+    where = machine(portable, threads)
     if not portable:
-        print(f"warning: {stage}: numerics.portable is off, so this run's last bits depend on "
-              f"this machine's CPU and cores (docs/resume.md, \"Portable numerics\")",
-              file=sys.stderr)
-        where = machine(portable, threads)
         diff: list[str] = []
+        line = (f"warning: {stage}: numerics.portable is off, so this run's last bits depend "
+                f"on this machine's CPU and cores (docs/resume.md, \"Portable numerics\")")
     else:
-        where = machine(portable, threads)
         reference = committed()
         diff = differing(battery(), reference["battery"])
         theirs = reference["made_on"].get("threads")
+        line = None
         if diff and theirs is not None and theirs != threads:
-            print(f"warning: {stage}: numerics.threads is {threads}, the committed run's "
-                  f"{theirs}: expect other bits than the committed run", file=sys.stderr)
+            line = (f"warning: {stage}: numerics.threads is {threads}, the committed run's "
+                    f"{theirs}: expect other bits than the committed run")
         elif diff:
-            print(f"warning: {stage}: this machine ({where['cpu']}, {where['isa']}) computes "
-                  f"other bits than the committed run ({', '.join(diff[:3])}"
-                  f"{' and more' if len(diff) > 3 else ''} differ), so expect other results "
-                  f"(docs/resume.md, \"Portable numerics\")", file=sys.stderr)
+            line = (f"warning: {stage}: this machine ({where['cpu']}, {where['isa']}) computes "
+                    f"other bits than the committed run ({', '.join(diff[:3])}"
+                    f"{' and more' if len(diff) > 3 else ''} differ), so expect other results "
+                    f"(docs/resume.md, \"Portable numerics\")")
     where["battery"] = "not run" if not portable else ("differs" if diff else "matches")
     where["differing"] = diff
+    where["run"] = run
+    if line is not None and not _said_in_this_run(record, run, where):
+        print(line, file=sys.stderr)
     if record is not None:
         from gan import io
 
@@ -275,21 +484,35 @@ def self_check(stage: str, portable: bool, threads: int, record: Path | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gan.numerics [--write]``: print this machine's battery against the
-    committed one; ``--write`` commits this machine's instead (run it in portable mode)."""
+    """``python -m gan.numerics [--write] [--json]``: print this machine's battery against
+    the committed one; ``--write`` commits this machine's instead (run it in portable
+    mode); ``--json`` prints the digests as JSON."""
     args = sys.argv[1:] if argv is None else argv
     from gan.config import NumericsConfig
+    from gan.errors import GanError
 
-    path = params_path(args)
-    threads = settings(path)[1] if Path(path).is_file() else NumericsConfig().threads
+    try:
+        path = params_path(args)
+        threads = settings(path)[1] if Path(path).is_file() else NumericsConfig().threads
+    except GanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     pin_environment(True, threads)
     apply_torch(True, threads)
-    measured, reference = battery(), committed()["battery"]
+    measured = battery()
+    if "--json" in args:
+        print(json.dumps(measured, indent=1, sort_keys=True))
+        return 0
     if "--write" in args:
         FINGERPRINT.write_text(json.dumps(
             {"made_on": machine(True, threads), "battery": measured}, indent=1) + "\n")
         print(f"wrote {FINGERPRINT}")
         return 0
+    try:
+        reference = committed()["battery"]
+    except GanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for name in sorted(measured):
         mark = "same" if reference.get(name) == measured[name] else "DIFFERS"
         print(f"{name:32s} {measured[name]}  {mark}")

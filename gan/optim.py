@@ -6,7 +6,21 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from gan import mathops
 from gan.config import TrainConfig, choose
+
+
+class RMSprop(torch.optim.RMSprop):
+    """torch's RMSprop; in portable numerics its square root is IEEE's (gan/mathops.py), since
+    torch's reaches MKL's vector math, whose bits differ between CPU vendors. (Adam and SGD
+    take ATen's fused kernels, whose square root is ATen's own.)"""
+
+    def step(self, closure=None):
+        if not mathops.portable():
+            return super().step(closure)
+        with mathops.RootOutsideMKL():
+            return super().step(closure)
+
 
 # train.optimizer -> (parameters, lr, betas, fused) -> optimizer; sgd takes betas[0] as
 # momentum. ``fused``: one kernel over all parameters (Adam, SGD) where the device has it;
@@ -14,8 +28,7 @@ from gan.config import TrainConfig, choose
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": lambda params, lr, betas, fused: torch.optim.Adam(params, lr=lr, betas=betas,
                                                               fused=fused or None),
-    "rmsprop": lambda params, lr, betas, fused: torch.optim.RMSprop(params, lr=lr,
-                                                                    foreach=fused or None),
+    "rmsprop": lambda params, lr, betas, fused: RMSprop(params, lr=lr, foreach=fused or None),
     "sgd": lambda params, lr, betas, fused: torch.optim.SGD(params, lr=lr, momentum=betas[0],
                                                             fused=fused or None),
 }

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from gan import models
+from gan import mathops, models
 from gan.config import ModelConfig, SampleConfig, choose
 from gan.errors import GanError
 from gan.io import write_atomic
@@ -55,15 +55,16 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """
     a_unit = a / a.norm(dim=-1, keepdim=True)
     b_unit = b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((a_unit * b_unit).sum(-1).clamp(-1.0, 1.0)).unsqueeze(-1)  # (..., 1)
-    sin_omega = torch.sin(omega)
+    # mathops' acos and sin: torch's reach MKL's vector math (gan/mathops.py)
+    omega = mathops.acos((a_unit * b_unit).sum(-1).clamp(-1.0, 1.0)).unsqueeze(-1)  # (..., 1)
+    sin_omega = mathops.sin(omega)
     t = t.reshape(-1, 1)
     # (..., S, 1) weights; nearly parallel endpoints fall back to the straight line.
     safe = sin_omega.abs() > 1e-6
     denom = torch.where(safe, sin_omega, torch.ones_like(sin_omega)).unsqueeze(-2)
-    w_a = torch.where(safe.unsqueeze(-2), torch.sin((1 - t) * omega.unsqueeze(-2)) / denom,
+    w_a = torch.where(safe.unsqueeze(-2), mathops.sin((1 - t) * omega.unsqueeze(-2)) / denom,
                       1 - t)
-    w_b = torch.where(safe.unsqueeze(-2), torch.sin(t * omega.unsqueeze(-2)) / denom, t)
+    w_b = torch.where(safe.unsqueeze(-2), mathops.sin(t * omega.unsqueeze(-2)) / denom, t)
     return a.unsqueeze(-2) * w_a + b.unsqueeze(-2) * w_b
 
 

@@ -37,7 +37,9 @@ def check_numerics(argv: list[str]) -> None:
     portable, threads = numerics.settings(numerics.params_path(argv))
     numerics.apply_torch(portable, threads)
     record = numerics.option(argv, "--machine", None)
-    numerics.self_check(stage, portable, threads, Path(record) if record else None)
+    run = launcher()  # the stages of one dvc repro share it: the warning is said once
+    numerics.self_check(stage, portable, threads, Path(record) if record else None,
+                        list(run) if run else None)
 
 
 def _stat(pid: int) -> tuple[int, int] | None:

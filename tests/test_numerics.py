@@ -27,7 +27,7 @@ from PIL import Image
 
 from gan import numerics
 from gan.config import NumericsConfig
-from gan.errors import ConfigError
+from gan.errors import ConfigError, GanError
 
 from conftest import ROOT, copy_project
 
@@ -40,7 +40,10 @@ OUTPUTS = ("data/prepared/train.pt", "models/classifier.pt", "metrics/classifier
            "models/gan.pt", "metrics/eval.json")
 STEPS = ("download", "prepare", "classifier", "train", "evaluate")
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX",
-                 "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}
+                 "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3",
+                 "OMP_THREAD_LIMIT": "1", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                 "MKL_DOMAIN_NUM_THREADS": "MKL_BLAS=1", "DNNL_MAX_CPU_ISA": "SSE41",
+                 "ONEDNN_DEFAULT_FPMATH_MODE": "BF16", "OMP_DYNAMIC": "TRUE"}
 
 
 def write_folder(folder: Path) -> None:
@@ -128,7 +131,7 @@ def test_golden_run_records_where_it_ran(golden_run):
     for stage in ("prepare", "classifier", "train", "evaluate"):
         record = json.loads((golden_run / f"outputs/machine/{stage}.json").read_text())
         assert record["mode"] == "portable" and record["threads"] == NumericsConfig().threads
-        assert record["aten_kernels"] == "AVX2" and record["onednn"] is False
+        assert record["aten_kernels"] == "AVX2" and record["onednn"] is True
         assert record["mkl_path"] == "COMPATIBLE" and record["battery"] in ("matches",
                                                                            "differs")
     assert not (golden_run / "outputs/machine/download.json").exists()  # computes nothing
@@ -160,11 +163,105 @@ def test_pins_win_over_the_environment(monkeypatch):
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["OMP_NUM_THREADS"] == "2"
 
 
+def test_portable_mode_removes_the_variables_that_would_change_threads_or_kernels(
+        monkeypatch):
+    for name in numerics.OVERRIDDEN:
+        monkeypatch.setenv(name, "1")
+    numerics.pin_environment(True, 2)
+    assert not any(name in os.environ for name in numerics.OVERRIDDEN)
+    assert os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] == "STRICT"
+
+
 def test_native_mode_leaves_the_environment_alone(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
     monkeypatch.delenv("MKL_CBWR", raising=False)
     numerics.pin_environment(False, 2)
     assert os.environ["OMP_NUM_THREADS"] == "1" and "MKL_CBWR" not in os.environ
+    assert os.environ["OMP_THREAD_LIMIT"] == "1"
+
+
+def test_waiting_threads_sleep_unless_the_environment_says_otherwise(monkeypatch):
+    for portable in (True, False):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+        numerics.pin_environment(portable, 2)
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    numerics.pin_environment(True, 2)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
+    numerics.pin_environment(True, 2)
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+BATTERY_UNDER = ("import json, os, sys; from gan import numerics; "
+                 "numerics.pin_environment(True, 2); os.environ['MKL_CBWR'] = sys.argv[1]; "
+                 "numerics.apply_torch(True, 2); "
+                 "print(json.dumps([numerics.machine(True, 2)['mkl_path'], numerics.battery()]))")
+
+
+def test_only_matrix_products_move_with_mkls_code_path():
+    """Every battery entry but MKL's matrix products and LAPACK gives the same digest on
+    MKL's COMPATIBLE, AUTO and AVX2 paths: an entry whose bits follow MKL's path reaches MKL
+    (on an Intel CPU, its vector math too; tests/test_mathops.py watches for that anywhere)."""
+    runs = {}
+    for path in ("COMPATIBLE", "AUTO", "AVX2"):
+        done = subprocess.run([sys.executable, "-c", BATTERY_UNDER, path], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen_path, runs[path] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert seen_path == path
+    assert numerics.MKL_ENTRIES <= set(runs["COMPATIBLE"])
+    for path in ("AUTO", "AVX2"):
+        moved = set(numerics.differing(runs[path], runs["COMPATIBLE"]))
+        assert moved <= numerics.MKL_ENTRIES, f"MKL_CBWR={path}: {sorted(moved)}"
+
+
+@pytest.mark.parametrize("text, says", [
+    (None, "missing"), ("", "unreadable (not JSON)"), ('{"made_on": {', "unreadable"),
+    ("[]", "not a numerics fingerprint"), ('{"made_on": {}, "battery": []}',
+                                           "not a numerics fingerprint"),
+    ('{"made_on": {}, "battery": {}}', "not a numerics fingerprint"),
+    ('{"made_on": {}, "battery": {"linear": 3}}', "not a numerics fingerprint"),
+])
+def test_a_bad_fingerprint_file_is_one_line_naming_it(tmp_path, text, says):
+    path = tmp_path / "numerics.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(GanError) as caught:
+        numerics.committed(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {says}") and "python -m gan.numerics --write" in message
+    assert "\n" not in message and "this machine computes" not in message
+
+
+def test_a_stage_with_a_broken_fingerprint_stops_in_one_line(tmp_path):
+    """The stage process names the file and the command, never an AttributeError."""
+    project = copy_project(tmp_path / "p")
+    (project / "gan/numerics.json").write_text("[]")
+    done = subprocess.run([sys.executable, "-m", "stages.prepare", "--raw", "nowhere",
+                           "--out", "out", "--metrics", "m.json"], cwd=project,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "numerics.json: not a numerics fingerprint" in done.stderr
+
+
+def test_the_other_bits_warning_is_said_once_per_run(tmp_path, capsys, monkeypatch):
+    """The first computing stage of a run says it; the others of that run only record it."""
+    monkeypatch.setattr(numerics, "battery", lambda: {"linear": "x"})
+    record = tmp_path / "machine"
+    numerics.self_check("prepare", True, 2, record, run=[41, 7])
+    assert capsys.readouterr().err.startswith("warning: prepare: this machine")
+    numerics.self_check("train", True, 2, record, run=[41, 7])
+    assert capsys.readouterr().err == ""
+    assert json.loads((record / "train.json").read_text())["battery"] == "differs"
+    numerics.self_check("evaluate", True, 2, record, run=[42, 9])  # another run
+    assert capsys.readouterr().err.startswith("warning: evaluate: this machine")
+    numerics.self_check("sample", True, 2, record, run=None)  # not under dvc
+    assert capsys.readouterr().err.startswith("warning: sample: this machine")
 
 
 def test_settings_and_command_line(tmp_path):
@@ -202,21 +299,15 @@ def test_differing_names_each_layer_that_differs():
 
 
 def test_the_battery_sees_the_pins_and_the_self_check_says_so(tmp_path, capsys):
-    """In this test process nothing is pinned (torch loaded long before): on a machine with
-    AVX-512, or at another thread count, the battery differs from the committed digests, and
-    the self-check says so in one line and records it."""
-    import torch
-
-    natively_other = (torch.backends.cpu.get_cpu_capability() != "AVX2"
-                      or torch.get_num_threads() != NumericsConfig().threads
-                      or torch.backends.mkldnn.enabled)
+    """In this test process nothing is pinned (torch loaded long before) and gan.mathops
+    computes natively (torch's tanh among others): the battery differs from the committed
+    digests, and the self-check says so in one line and records it."""
     diff = numerics.self_check("evaluate", True, NumericsConfig().threads, tmp_path)
     err = capsys.readouterr().err
     record = json.loads((tmp_path / "evaluate.json").read_text())
-    assert record["differing"] == diff
-    if natively_other:
-        assert diff and record["battery"] == "differs"
-        assert len(err.strip().splitlines()) == 1 and err.startswith("warning: evaluate:")
+    assert record["differing"] == diff and "tanh" in diff
+    assert diff and record["battery"] == "differs"
+    assert len(err.strip().splitlines()) == 1 and err.startswith("warning: evaluate:")
     assert set(numerics.battery()) == set(numerics.committed()["battery"])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan import names
+from gan import mathops, names
 from gan.config import ModelConfig, choose
 from gan.models import blocks
 
@@ -68,7 +68,7 @@ class Generator(nn.Module):
                        nn.BatchNorm2d(width // 2), nn.ReLU(True)]
             width //= 2
         # (B, g_channels, S/2, S/2) -> (B, C, S, S)
-        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), mathops.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

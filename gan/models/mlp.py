@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from gan import mathops
 from gan.config import ModelConfig
 from gan.models import blocks
 
@@ -27,7 +28,7 @@ class Generator(nn.Module):
         layers: list[nn.Module] = [nn.Linear(latent, widths[0]), nn.LeakyReLU(0.2)]
         for w_in, w_out in zip(widths, widths[1:], strict=False):
             layers += [nn.Linear(w_in, w_out), nn.BatchNorm1d(w_out), nn.LeakyReLU(0.2)]
-        layers += [nn.Linear(widths[-1], math.prod(image_shape)), nn.Tanh()]
+        layers += [nn.Linear(widths[-1], math.prod(image_shape)), mathops.Tanh()]
         self.net = nn.Sequential(*layers)  # (B, latent) -> (B, C*H*W)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

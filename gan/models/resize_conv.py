@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan import names
+from gan import mathops, names
 from gan.config import ModelConfig, choose
 from gan.models import blocks
 
@@ -45,7 +45,7 @@ class Generator(nn.Module):
                        nn.BatchNorm2d(width // 2), nn.ReLU(True)]
             width //= 2
         # (B, g_channels, S, S) -> (B, C, S, S)
-        layers += [nn.Conv2d(width, channels, cfg.kernel_size, 1, pad), nn.Tanh()]
+        layers += [nn.Conv2d(width, channels, cfg.kernel_size, 1, pad), mathops.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
