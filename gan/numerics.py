@@ -144,8 +144,7 @@ def _digest(*tensors: Any) -> str:
 # The battery's entries that run MKL's matrix products or LAPACK, whose bits depend on
 # MKL's code path (MKL_CBWR); every other entry computes with ATen's and oneDNN's kernels
 # alone (tests/test_numerics.py holds it so).
-MKL_ENTRIES = frozenset({"linear", "model/mlp", "model/dcgan", "model/resize_conv",
-                         "model/judge", "cdist", "fid", "kid"})
+MKL_ENTRIES = frozenset({"linear", "cdist", "fid", "kid"})
 
 
 def battery() -> dict[str, str]:
@@ -155,7 +154,6 @@ def battery() -> dict[str, str]:
 
     gen = torch.Generator().manual_seed(20261204)
     out = _layers(gen)
-    out.update(_models(gen))
     out.update(_elementwise(gen))
     out.update(_optimizers(gen))
     out.update(_scores(gen))
@@ -185,27 +183,45 @@ def _fwd_bwd(layer: Any, inp: Any, fmt: Any) -> str:
 
 
 def _layers(gen: Any) -> dict[str, str]:
-    """Each layer type of the models and the judge, at the shapes they run."""
+    """Each layer type of the models and the judge, at the shapes the default models run
+    (oneDNN picks its implementation per shape): torch's layers alone, so that an edit of
+    the project's model code leaves the committed digests as they are."""
     import torch
     from torch import nn
 
-    x = torch.randn(4, 8, 14, 14, generator=gen)
+    def rand(*shape: int) -> Any:
+        return torch.randn(*shape, generator=gen)
+
+    x = rand(4, 8, 14, 14)
     cases = {
-        "linear": (nn.Linear(392, 64), torch.randn(32, 392, generator=gen)),
+        "linear": (nn.Linear(392, 64), rand(32, 392)),
         "conv2d": (nn.Conv2d(8, 16, 5, 2, 2), x),
-        "conv2d_4x4": (nn.Conv2d(64, 128, 4, 2, 1), torch.randn(4, 64, 14, 14, generator=gen)),
-        "conv2d_3x3": (nn.Conv2d(32, 32, 3, 1, 1), torch.randn(4, 32, 14, 14, generator=gen)),
         "conv_transpose2d": (nn.ConvTranspose2d(8, 4, 5, 2, 2, output_padding=1), x),
-        "conv_transpose2d_4x4": (nn.ConvTranspose2d(128, 64, 4, 2, 1),
-                                 torch.randn(4, 128, 7, 7, generator=gen)),
-        "batch_norm2d": (nn.BatchNorm2d(8), x),
-        "batch_norm1d": (nn.BatchNorm1d(64), torch.randn(32, 64, generator=gen)),
-        "group_norm": (nn.GroupNorm(1, 8), x),
-        "layer_norm": (nn.LayerNorm(64), torch.randn(32, 64, generator=gen)),
+        # dcgan's D, then G (g_channels = d_channels = 32 at 28 px)
+        "conv/dcgan_d1": (nn.Conv2d(1, 32, 4, 2, 1), rand(4, 1, 28, 28)),
+        "conv/dcgan_d2": (nn.Conv2d(32, 64, 4, 2, 1, bias=False), rand(4, 32, 14, 14)),
+        "conv/dcgan_d_out": (nn.Conv2d(64, 1, 7, 1, 0), rand(4, 64, 7, 7)),
+        "conv_transpose/dcgan_g1": (nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False),
+                                    rand(4, 64, 7, 7)),
+        "conv_transpose/dcgan_g_out": (nn.ConvTranspose2d(32, 1, 4, 2, 1), rand(4, 32, 14, 14)),
+        # resize_conv's G block and D's first layer (5 x 5 kernels)
+        "upsample_conv/resize_conv_g1": (nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 5, 1, 2, bias=False)),
+            rand(4, 64, 7, 7)),
+        "conv/resize_conv_d1": (nn.Conv2d(1, 32, 5, 2, 2), rand(4, 1, 28, 28)),
         "upsample_conv": (nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(8, 4, 3, 1, 1)),
                           x),
+        # the judge's three 3 x 3 convolutions (classifier.width 16)
+        "conv/judge1": (nn.Conv2d(1, 16, 3, 1, 1, bias=False), rand(4, 1, 28, 28)),
+        "conv/judge2": (nn.Conv2d(16, 32, 3, 1, 1, bias=False), rand(4, 16, 14, 14)),
+        "conv/judge3": (nn.Conv2d(32, 64, 3, 1, 1, bias=False), rand(4, 32, 7, 7)),
+        "batch_norm2d": (nn.BatchNorm2d(8), x),
+        "batch_norm1d": (nn.BatchNorm1d(64), rand(32, 64)),
+        "group_norm": (nn.GroupNorm(1, 8), x),
+        "layer_norm": (nn.LayerNorm(64), rand(32, 64)),
         "max_pool": (nn.MaxPool2d(2), x),
-        "dropout": (nn.Sequential(nn.Dropout(0.25)), x),
+        "adaptive_avg_pool": (nn.AdaptiveAvgPool2d(7), x),
+        "dropout": (nn.Dropout(0.25), x),
     }
     out = {}
     for name, (layer, inp) in cases.items():
@@ -216,41 +232,6 @@ def _layers(gen: Any) -> dict[str, str]:
             suffix = "" if fmt is torch.contiguous_format else "/channels_last"
             torch.manual_seed(7)  # dropout's mask
             out[name + suffix] = _fwd_bwd(layer, inp, fmt)
-    return out
-
-
-# The models' widths in the battery: the default run's (params.yaml), fixed here so that a
-# params edit leaves the committed digests as they are.
-BATTERY_WIDTHS = {"latent_dim": 100, "g_channels": 32, "d_channels": 32}
-
-
-def _models(gen: Any) -> dict[str, str]:
-    """The default generators and discriminators of each architecture, and the judge, at
-    params.yaml's widths: forward and backward as training runs them."""
-    import torch
-
-    from gan import models
-    from gan.classifier import Classifier
-    from gan.config import ModelConfig
-
-    out = {}
-    for arch in ("mlp", "dcgan", "resize_conv"):
-        torch.manual_seed(11)
-        g, d = models.build(ModelConfig(arch=arch, **BATTERY_WIDTHS), (1, 28, 28), 10)
-        fmt = torch.contiguous_format if arch == "mlp" else torch.channels_last
-        g, d = g.to(memory_format=fmt), d.to(memory_format=fmt)
-        z = torch.randn(2, BATTERY_WIDTHS["latent_dim"], generator=gen)
-        fake = g(z, None)
-        score = d(fake.contiguous(memory_format=fmt), None)
-        score.sum().backward()
-        out[f"model/{arch}"] = _digest(fake, score, *[p.grad for p in g.parameters()],
-                                       *[p.grad for p in d.parameters()])
-    torch.manual_seed(11)
-    judge = Classifier((1, 28, 28), 10, 16)  # classifier.width of params.yaml
-    images = torch.rand(4, 1, 28, 28, generator=gen) * 2 - 1
-    logits = judge(images)
-    torch.nn.functional.cross_entropy(logits, torch.arange(4)).backward()
-    out["model/judge"] = _digest(logits, *[p.grad for p in judge.parameters()])
     return out
 
 
@@ -298,20 +279,27 @@ def _elementwise(gen: Any) -> dict[str, str]:
 
 
 def _optimizers(gen: Any) -> dict[str, str]:
-    """Three steps of each optimizer the pipeline runs, on fixed gradients, and the EMA."""
+    """Three steps of each optimizer the pipeline runs, as gan/optim.py and the judge make
+    them (fused Adam and SGD; RMSprop with mathops' root), on fixed gradients; the EMA."""
     import torch
 
-    from gan import optim
+    from gan import mathops
 
     out = {}
     start = torch.randn(300, 100, generator=gen)
     grads = [torch.randn(300, 100, generator=gen) for _ in range(3)]
-    for name in ("adam", "rmsprop", "sgd"):
+    makers = {
+        "adam": lambda w: torch.optim.Adam(w, lr=3.2e-3, betas=(0.5, 0.99), fused=True),
+        "sgd": lambda w: torch.optim.SGD(w, lr=3.2e-3, momentum=0.5, fused=True),
+        "rmsprop": lambda w: torch.optim.RMSprop(w, lr=3.2e-3, foreach=True),
+    }
+    for name, make in makers.items():
         w = start.clone().requires_grad_(True)
-        opt = optim.OPTIMIZERS[name]([w], 3.2e-3, (0.5, 0.99), True)
+        opt = make([w])
         for g in grads:
             w.grad = g.clone()
-            opt.step()
+            with mathops.RootOutsideMKL():
+                opt.step()
         out[f"optimizer/{name}"] = _digest(w)
     w = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=3e-3, fused=True)
@@ -329,23 +317,23 @@ def _optimizers(gen: Any) -> dict[str, str]:
 
 
 def _scores(gen: Any) -> dict[str, str]:
-    """What evaluate computes of feature sets: distances, the inception score, and the
-    operations of torchmetrics' FID (covariances, eigenvalues of their product, complex
+    """What evaluate computes of feature sets: distances, the inception score's parts, and
+    the operations of torchmetrics' FID (covariances, eigenvalues of their product, complex
     square roots) and KID (a cubic polynomial kernel), without torchmetrics' seconds of
     import in every stage."""
     import torch
 
-    from gan import mathops, metrics
+    from gan import mathops
 
     real = torch.randn(300, 16, generator=gen)
     fake = torch.randn(200, 16, generator=gen) * 1.1 + 0.1
     logits = torch.randn(200, 10, generator=gen, dtype=torch.float64)
+    p = logits.softmax(dim=1)
     a, b = real.double().T.cov(), fake.double().T.cov()
     kernel = (fake.double() @ real.double().T / 16 + 1) ** 3
     return {
         "cdist": _digest(mathops.cdist(fake, real)),
-        "inception_score": _digest(torch.tensor(metrics.inception_score(logits),
-                                                dtype=torch.float64)),
+        "inception_score": _digest(p, logits.log_softmax(dim=1), mathops.log(p.mean(dim=0))),
         "fid": _digest(a, b, torch.linalg.eigvals(a @ b).sqrt().real.sum()),
         "kid": _digest(kernel.sum()),
     }
