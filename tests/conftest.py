@@ -51,9 +51,52 @@ LONGEST_FIRST = ("test_queue.py", "test_readme.py", "test_store.py", "test_resum
 def pytest_collection_modifyitems(config, items):
     """LONGEST_FIRST's files first, in its order, then the others; each file kept whole and
     in its order. The workers (pyproject's addopts) take whole files in this order, so the
-    long ones start first and the short ones fill in at the end."""
+    long ones start first and the short ones fill in at the end. Every e2e test is an
+    integration test too."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort
+
+
+class StartedAProcess(AssertionError):
+    """A test of the fast layer started a process."""
+
+
+def _refuse(what: str):
+    def refused(*args, **kwargs):
+        raise StartedAProcess(
+            f"{what}: a test of the fast layer starts no process (no stage, no dvc, no "
+            f"torchrun); mark it @pytest.mark.integration (README, \"Running the tests\")")
+    return refused
+
+
+def _process_starters():
+    import multiprocessing
+
+    return [(subprocess.Popen, "__init__", "subprocess"), (os, "fork", "os.fork"),
+            (os, "posix_spawn", "os.posix_spawn"), (os, "system", "os.system"),
+            (multiprocessing.Process, "start", "multiprocessing")]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """The two layers of tests: ``@pytest.mark.integration`` tests run stages, DVC, queues,
+    torchrun and real kills; every other test (its fixtures included) computes in this
+    process, and starting a process there fails at once. `pytest -m "not integration"` is
+    the fast loop (README, "Running the tests")."""
+    if item.get_closest_marker("integration"):
+        yield
+        return
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _process_starters()]
+    for owner, name, what in _process_starters():
+        setattr(owner, name, _refuse(what))
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 @pytest.fixture(scope="session", autouse=True)

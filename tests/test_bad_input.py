@@ -63,6 +63,7 @@ def test_every_key_wrong_type_range_and_spelling(section, key, field):
     assert error(misspelt).startswith(f"{section}.{wrong}: unknown key, allowed keys: ")
 
 
+@pytest.mark.integration
 def test_bad_seed_through_the_train_stage(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "seed": -3}))
     proc = run_stage("train", "--params", str(tmp_path / "params.yaml"), "--data", "x",
@@ -70,6 +71,7 @@ def test_bad_seed_through_the_train_stage(tmp_path):
     assert proc.returncode == 2 and proc.stderr == "error: seed: got -3, must be at least 0\n"
 
 
+@pytest.mark.integration
 def test_params_file_that_is_not_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text("train: {lr: [\n")
     proc = run_stage("sample", "--params", str(tmp_path / "params.yaml"), "--checkpoint",
@@ -78,6 +80,7 @@ def test_params_file_that_is_not_yaml(tmp_path):
     assert proc.returncode == 2 and "params.yaml: not valid YAML (line" in proc.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_raw_file_through_the_prepare_stage(tmp_path, damage, monkeypatch):
     # Corrupt a copy of the real raw files' names with made-up content: the registry's
@@ -98,6 +101,7 @@ def test_damaged_raw_file_through_the_prepare_stage(tmp_path, damage, monkeypatc
     assert not (tmp_path / "prepared").exists() and not (tmp_path / "m.json").exists()
 
 
+@pytest.mark.integration
 def test_deleted_prepared_file_through_the_train_stage(tmp_path):
     (tmp_path / "prepared").mkdir()
     proc = run_stage("train", "--params", str(ROOT / "params.yaml"), "--data",
@@ -109,6 +113,7 @@ def test_deleted_prepared_file_through_the_train_stage(tmp_path):
     assert not (tmp_path / "gan.pt").exists()
 
 
+@pytest.mark.integration
 def test_checkpoint_of_another_architecture_through_the_sample_stage(tmp_path):
     from gan import train
     from gan.checkpoint import save_checkpoint

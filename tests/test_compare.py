@@ -289,6 +289,7 @@ def run_main(root, monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.integration
 def test_the_saved_experiments_group_into_their_settings(saved_repo, monkeypatch, capsys):
     before = git_state(saved_repo)
     code, out, err = run_main(saved_repo, monkeypatch, capsys, "--json")
@@ -307,6 +308,7 @@ def test_the_saved_experiments_group_into_their_settings(saved_repo, monkeypatch
     assert git_state(saved_repo) == before  # nothing written into the repository
 
 
+@pytest.mark.integration
 def test_baseline_metric_and_plot(saved_repo, monkeypatch, capsys, tmp_path):
     png = tmp_path / "bands.png"
     code, out, err = run_main(saved_repo, monkeypatch, capsys, "--baseline", "lr1",
@@ -330,6 +332,7 @@ def test_baseline_metric_and_plot(saved_repo, monkeypatch, capsys, tmp_path):
     (["--baseline", "nobody"], "error: --baseline nobody: no finished run of that name or "
                                "commit; runs: main, "),
 ])
+@pytest.mark.integration
 def test_bad_options_are_one_line(saved_repo, monkeypatch, capsys, argv, message):
     code, out, err = run_main(saved_repo, monkeypatch, capsys, *argv)
     assert code == 2 and out == "" and err.startswith(message), err
@@ -344,6 +347,7 @@ def test_outside_a_repository_it_says_so(tmp_path, monkeypatch, capsys):
 
 # ---- the sweep line of README and the band template of dvc plots -------------------------
 
+@pytest.mark.integration
 def test_readmes_sweep_line_queues_each_seed_of_each_setting_and_nothing_else(tmp_path,
                                                                               monkeypatch):
     """README's line, run through DVC's own sweep code: one queued experiment per seed and

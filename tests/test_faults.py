@@ -77,6 +77,7 @@ def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
         read_params(path)
 
 
+@pytest.mark.integration
 def test_params_that_are_not_utf8_are_one_line_from_a_stage(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"# one seed", b"# \xff seed"))
@@ -105,6 +106,7 @@ def test_a_failed_write_of_each_kind_is_one_gan_error_and_leaves_the_old_file(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
+@pytest.mark.integration
 def test_a_full_disk_is_one_line_for_a_checkpoint(mount):
     folder = mount("size=64k")
     with pytest.raises(GanError, match=rf"^{folder}/gan.pt: cannot write it: no space left"):
@@ -112,12 +114,14 @@ def test_a_full_disk_is_one_line_for_a_checkpoint(mount):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_a_read_only_folder_is_one_line(mount):
     folder = mount("ro,size=64k")
     with pytest.raises(GanError, match=rf"^{folder}/x/m.json: cannot write it: read-only"):
         io.write_json({}, folder / "x" / "m.json")
 
 
+@pytest.mark.integration
 def test_a_full_disk_during_prepare_is_one_line_and_keeps_the_old_output(mount, tmp_path,
                                                                           monkeypatch):
     contents = write_idx_mirror(tmp_path / "mirror", n_train=400, n_test=40)
@@ -139,6 +143,7 @@ def test_a_full_disk_during_prepare_is_one_line_and_keeps_the_old_output(mount, 
 
 # --- leftovers of killed writers ---------------------------------------------------------
 
+@pytest.mark.integration
 def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     gone, alive = dead_pid(), os.getppid()
     stale = tmp_path / f".train.pt.{gone}.k3j2.tmp"
@@ -153,6 +158,7 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_pat
     assert left == sorted([live.name, other.name, longer.name, "train.pt"])
 
 
+@pytest.mark.integration
 def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(tmp_path):
     stale = tmp_path / f".prepare-{dead_pid()}-abcd"
     (stale / "staged").mkdir(parents=True)
@@ -218,6 +224,7 @@ def test_prepared_data_with_a_flipped_byte_or_a_nan_pixel_is_one_line(tmp_path):
 
 # --- one trainer at a time, none without its launcher ---------------------------------------
 
+@pytest.mark.integration
 def test_a_second_holder_of_the_state_lock_is_refused_with_the_first_ones_pid(tmp_path):
     state = tmp_path / ".resume" / "train.pt"
     holder = subprocess.Popen(
@@ -247,6 +254,7 @@ def running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+@pytest.mark.integration
 def test_a_stage_whose_launcher_dies_is_stopped_by_sigterm(tmp_path):
     # launcher (a python that exits when told) -> stage-like child running common.run
     script = tmp_path / "child.py"
@@ -306,6 +314,7 @@ def tiny_run(tmp_path: Path, resume: Path, lines: list[str], steps: int = 2,
                        say=lines.append, resume=Resume(path=resume, every=checkpoint_every))
 
 
+@pytest.mark.integration
 def test_a_crafted_pickle_in_the_resume_state_runs_nothing(tmp_path):
     marker = tmp_path / "code-ran"
     resume = tmp_path / "train.pt"
@@ -345,6 +354,7 @@ def test_a_flipped_byte_in_the_resume_state_starts_afresh_with_one_line(tmp_path
         lines[0].endswith("; starting from step 0")
 
 
+@pytest.mark.integration
 def test_a_second_train_stage_on_the_same_state_refuses_with_one_line(tmp_path):
     resume = tmp_path / ".resume" / "train.pt"
     params = tmp_path / "params.yaml"
@@ -358,6 +368,7 @@ def test_a_second_train_stage_on_the_same_state_refuses_with_one_line(tmp_path):
                            f"(process {os.getpid()}); wait for it to finish or stop it\n")
 
 
+@pytest.mark.integration
 def test_the_train_stage_refuses_a_read_only_output_before_training(mount, tmp_path):
     folder = mount("ro,size=64k")
     params = tmp_path / "params.yaml"
@@ -580,6 +591,7 @@ def test_gan_score_reads_a_folder_one_batch_at_a_time_to_the_same_features(tmp_p
     assert events == ["read"] * 4 + [4] + ["read"] * 4 + [4] + ["read"] * 2 + [2]
 
 
+@pytest.mark.integration
 def test_export_folder_into_a_read_only_folder_is_one_line(mount, capsys):
     from gan import export_folder
 

@@ -116,6 +116,7 @@ def test_pillow_warnings_are_said_as_one_line_naming_the_file(tmp_path, monkeypa
         image_folder.read_images(folder, 4, 3)
 
 
+@pytest.mark.integration
 def test_a_warning_is_one_line_without_python_source_location(tmp_path):
     folder = tmp_path / "pictures"
     write_transparent(folder)

@@ -149,6 +149,7 @@ def test_folder_errors(tmp_path):
     assert not (tmp_path / "raw").exists() and not (tmp_path / "prep").exists()
 
 
+@pytest.mark.integration
 def test_download_and_prepare_stages_read_data_path(folder, tmp_path, params):
     params["data"].update(dataset="image_folder", path=str(folder), image_size=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -310,6 +310,7 @@ def assert_one_line_error(proc, *fragments):
         assert fragment in lines[0]
 
 
+@pytest.mark.integration
 def test_evaluate_stage_names_a_missing_classifier(tmp_path):
     out = tmp_path / "eval.json"
     proc = run_stage("evaluate", "--params", str(ROOT / "params.yaml"), "--checkpoint",
@@ -319,6 +320,7 @@ def test_evaluate_stage_names_a_missing_classifier(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     prepared = tmp_path / "prepared"
     prepared.mkdir()

@@ -59,6 +59,7 @@ def agent(base: Path, out: Path, port: int, run_id: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+@pytest.mark.integration
 def test_several_nodes_without_an_endpoint_is_one_line(setup, tmp_path):
     env = {k: v for k, v in stage_env().items() if k != "GAN_RDZV_ENDPOINT"}
     proc = subprocess.run(command(setup, tmp_path), cwd=ROOT, env=env, capture_output=True,
@@ -76,6 +77,7 @@ def finish(agents: list[subprocess.Popen]) -> list[str]:
     return outs
 
 
+@pytest.mark.integration
 def test_two_agents_train_as_the_standalone_run_does(setup, standalone):
     out = setup / "two-agents"
     port = free_port()
@@ -84,6 +86,7 @@ def test_two_agents_train_as_the_standalone_run_does(setup, standalone):
     assert_same_run(out, standalone, STEPS, 5)
 
 
+@pytest.mark.integration
 def test_one_agent_killed_then_both_restarted_resumes_exactly(setup, standalone):
     out = setup / "killed"
     port = free_port()
@@ -138,6 +141,7 @@ def test_a_bad_rendezvous_port_or_host_is_one_line_before_torchrun(monkeypatch, 
     assert stage.torchrun_args(1, 2)[-1] == "--rdzv-conf=join_timeout=67"
 
 
+@pytest.mark.integration
 def test_a_silent_rendezvous_is_said_and_given_up_in_one_line(monkeypatch, capsys):
     import sys
 
@@ -171,6 +175,7 @@ def test_a_silent_rendezvous_is_said_and_given_up_in_one_line(monkeypatch, capsy
     assert stage.supervise(child, 1, "them") == 0
 
 
+@pytest.mark.integration
 def test_a_killed_stage_takes_its_torchrun_agent_down(tmp_path):
     import sys
 

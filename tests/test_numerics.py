@@ -114,6 +114,7 @@ def golden_run(tmp_path_factory) -> Path:
     return make_golden_run(tmp_path_factory.mktemp("golden"))
 
 
+@pytest.mark.integration
 def test_golden_run_gives_the_committed_bytes(golden_run):
     expected = json.loads(GOLDEN.read_text())
     record = json.loads((golden_run / "outputs/machine/train.json").read_text())
@@ -127,6 +128,7 @@ def test_golden_run_gives_the_committed_bytes(golden_run):
         f"run `python -m gan.numerics` here and see docs/resume.md, \"Portable numerics\"")
 
 
+@pytest.mark.integration
 def test_golden_run_records_where_it_ran(golden_run):
     for stage in ("prepare", "classifier", "train", "evaluate"):
         record = json.loads((golden_run / f"outputs/machine/{stage}.json").read_text())
@@ -137,6 +139,7 @@ def test_golden_run_records_where_it_ran(golden_run):
     assert not (golden_run / "outputs/machine/download.json").exists()  # computes nothing
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is missing")
 @pytest.mark.parametrize("how", ["one core", "other kernels"])
 def test_one_core_and_other_kernels_give_the_same_bytes(golden_run, tmp_path, how):
@@ -202,6 +205,7 @@ BATTERY_UNDER = ("import json, os, sys; from gan import numerics; "
                  "print(json.dumps([numerics.machine(True, 2)['mkl_path'], numerics.battery()]))")
 
 
+@pytest.mark.integration
 def test_only_matrix_products_move_with_mkls_code_path():
     """Every battery entry but MKL's matrix products and LAPACK gives the same digest on
     MKL's COMPATIBLE, AUTO and AVX2 paths: an entry whose bits follow MKL's path reaches MKL
@@ -237,6 +241,7 @@ def test_a_bad_fingerprint_file_is_one_line_naming_it(tmp_path, text, says):
     assert "\n" not in message and "this machine computes" not in message
 
 
+@pytest.mark.integration
 def test_a_stage_with_a_broken_fingerprint_stops_in_one_line(tmp_path):
     """The stage process names the file and the command, never an AttributeError."""
     project = copy_project(tmp_path / "p")
@@ -279,6 +284,7 @@ def test_settings_and_command_line(tmp_path):
     assert numerics.option(["--machine", "m"], "--machine", None) == "m"
 
 
+@pytest.mark.integration
 def test_a_bad_numerics_value_is_one_line_before_torch_loads(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("numerics:\n  threads: many\n")

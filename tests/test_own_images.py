@@ -99,6 +99,7 @@ def test_labelled_data_keeps_the_classifier_and_its_class_scores():
     assert {"class_coverage", "class_kl", "inception_score", "class_kl_real"} <= set(scores)
 
 
+@pytest.mark.integration
 @needs_mirror
 def test_rotation_judge_learns_real_images(tmp_path):
     """On real Fashion-MNIST images without labels the rotation task is learnt well above

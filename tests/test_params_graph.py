@@ -203,6 +203,7 @@ def test_dvc_status_reruns_exactly_the_stages_that_read_each_key(repo):
     assert not wrong, f"dvc.yaml's params and {TABLE_PAGE} disagree:\n" + "\n".join(wrong)
 
 
+@pytest.mark.integration
 def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
     after: dict[str, set[str]] = {stage: set() for stage in stage_names()}
     for upstream, downstream in re.findall(r'"([^"]+)" -> "([^"]+)"',
@@ -226,6 +227,7 @@ def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
 
 # --- the keys dvc.yaml leaves out because they cannot change an output --------------------
 
+@pytest.mark.integration
 def test_checkpoint_every_leaves_every_train_output_byte_identical(tmp_path, params):
     prepared = tmp_path / "prepared"
     prepared.mkdir()

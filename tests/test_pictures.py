@@ -287,6 +287,7 @@ def test_gan_sample_missing_or_foreign_checkpoint_is_one_line_exit_2(tmp_path, m
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.integration
 def test_python_m_gan_cli_exits_2_on_a_foreign_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     env = {k: v for k, v in os.environ.items() if k != "GAN_DEBUG"}
@@ -322,6 +323,7 @@ def chromium(page, profile, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs "
                     "Debian's chromium)")
+@pytest.mark.integration
 def test_offline_plots_diff_page_draws_both_revisions_curves(tmp_path):
     modules = ROOT / "web" / "node_modules"
     if not (modules / "vega" / "package.json").is_file():

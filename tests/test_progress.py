@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from tqdm import tqdm
@@ -72,6 +73,7 @@ def test_a_terminal_keeps_the_live_bar():
     assert list(off) == [0, 1, 2] and off.disable
 
 
+@pytest.mark.integration
 def test_the_train_stage_writes_plain_lines_to_a_log_file(tmp_path, params):
     prepared = tmp_path / "prepared"
     prepared.mkdir()

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from gan import queue as q
 
 
@@ -189,6 +191,7 @@ def test_two_retries_of_one_experiment_queue_it_once(tmp_path):
     assert [e.state for e in q.snapshot(queue)] == ["queued"]
 
 
+@pytest.mark.integration
 def test_retry_stops_only_the_processes_dvc_recorded_for_the_dead_experiment(tmp_path):
     import json
     import subprocess
@@ -240,6 +243,7 @@ def _message(body: bytes) -> str:
                                       "delivery_info": {"exchange": "", "routing_key": "celery"}}})
 
 
+@pytest.mark.integration
 def test_broken_queue_records_and_a_file_for_its_folder_are_one_line_exit_2(
         tmp_path, monkeypatch, capsys):
     repo = _dvc_project(tmp_path)
@@ -262,6 +266,7 @@ def test_broken_queue_records_and_a_file_for_its_folder_are_one_line_exit_2(
                                        "folders (.dvc/tmp/exps); move it away\n")
 
 
+@pytest.mark.integration
 def test_ctrl_c_on_gan_queue_retry_wait_is_exit_130_with_one_line(tmp_path, monkeypatch,
                                                                   capsys):
     def waiting(repo, args):

@@ -180,6 +180,7 @@ def uninterrupted(setup):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM],
                          ids=["kill-9", "sigint", "sigterm"])
+@pytest.mark.integration
 def test_interrupted_run_resumes_to_the_same_bits(setup, uninterrupted, sig):
     out = setup / f"interrupted-{sig}"
     proc = start_then_signal(setup, out, sig)
@@ -199,6 +200,7 @@ def test_interrupted_run_resumes_to_the_same_bits(setup, uninterrupted, sig):
     resume_and_compare(setup, out, uninterrupted, STEPS, 10)
 
 
+@pytest.mark.integration
 def test_checkpoint_of_another_configuration_is_ignored(setup, uninterrupted, tmp_path):
     out = tmp_path / "other"
     start_then_signal(setup, out, signal.SIGKILL)
@@ -215,6 +217,7 @@ def test_checkpoint_of_another_configuration_is_ignored(setup, uninterrupted, tm
     assert "resuming" not in proc.stdout
 
 
+@pytest.mark.integration
 def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tmp_path,
                                                        resume_store):
     """A CUDA run's state read on the CPU: one line, then a run from step 0 to the end."""
@@ -237,6 +240,7 @@ def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tm
     assert_same_run(out, uninterrupted, STEPS, 10)  # all of it, from step 0
 
 
+@pytest.mark.integration
 def test_corrupt_resume_file_is_ignored_and_said(setup, tmp_path):
     out = tmp_path / "corrupt"
     out.mkdir()
@@ -250,6 +254,7 @@ def test_corrupt_resume_file_is_ignored_and_said(setup, tmp_path):
     assert "ignoring" in proc.stdout and "not a readable resume state" in proc.stdout
 
 
+@pytest.mark.integration
 def test_the_stage_fingerprints_exactly_the_code_dvc_yaml_lists(setup, tmp_path):
     """The code part of a real stage's state is the digest of the files of its train deps."""
     out = tmp_path / "code"
@@ -278,6 +283,7 @@ def code_files_in(folder: Path, cwd: Path) -> dict[str, str]:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.integration
 def test_code_files_depend_on_relative_paths_and_content_only(tmp_path):
     for name, body in (("a", "X = 1\n"), ("b", "X = 1\n"), ("c", "X = 2\n")):
         (tmp_path / name).mkdir()
@@ -390,6 +396,7 @@ def ddp_killed(ddp_setup, tmp_path_factory):
     return out / "resume.pt"
 
 
+@pytest.mark.integration
 def test_a_killed_two_process_run_resumes_to_the_same_bits(ddp_setup, ddp_uninterrupted,
                                                            ddp_killed, tmp_path):
     saved = torch.load(ddp_killed, weights_only=False)
@@ -402,6 +409,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_bits(ddp_setup, ddp_uninte
     resume_and_compare(ddp_setup, out, ddp_uninterrupted, DDP_STEPS, 5)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("target", ["stage", "rank 1"])
 def test_sigterm_stops_every_rank_at_one_step_and_resumes_to_the_same_bits(
         ddp_setup, ddp_uninterrupted, tmp_path, target):
@@ -419,6 +427,7 @@ def test_sigterm_stops_every_rank_at_one_step_and_resumes_to_the_same_bits(
     resume_and_compare(ddp_setup, out, ddp_uninterrupted, DDP_STEPS, 5)
 
 
+@pytest.mark.integration
 def test_a_state_of_another_process_count_is_ignored_in_one_line(ddp_setup, ddp_killed,
                                                                  tmp_path):
     params = yaml.safe_load((ddp_setup / "params.yaml").read_text())

@@ -120,6 +120,7 @@ def test_cuda_fp32_follows_the_cpu_and_bf16_is_finite():
     assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_keeping_freed_memory_ends_the_page_faults_of_each_step_and_keeps_the_bits(tmp_path):
     # benchmarks/malloc_ab.py's own child runs: params.yaml's DCGAN in a fresh process,
@@ -168,6 +169,7 @@ def ddp_setup(base: Path, devices: int) -> list[str]:
             "--log-dir", str(base / "out" / "live"), "--resume", str(base / "out" / "r.pt")]
 
 
+@pytest.mark.integration
 def test_two_gloo_processes_follow_one_and_write_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GAN_DEBUG", "WORLD_SIZE")}
     env["OMP_NUM_THREADS"] = "1"

@@ -9,6 +9,8 @@ from gan.config import TrainConfig
 
 from conftest import ROOT, run_stage, tiny_split
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 
 def write_params(tmp_path, params, section, key, value):
     params = yaml.safe_load(yaml.safe_dump(params))

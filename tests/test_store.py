@@ -96,6 +96,7 @@ def test_prune_keeps_the_newest_states_and_never_one_in_use(tmp_path):
     assert not (tmp_path / f"{0:032x}.pt.lock").exists()
 
 
+@pytest.mark.integration
 def test_a_killed_stage_resumes_in_another_workspace_to_the_same_bits(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     setup = make_setup(tmp_path / "setup", params,
