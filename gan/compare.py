@@ -528,16 +528,19 @@ def read_curve(repo, run: Run, name: str):
 
 def plot(repo, groups: list[Group], keys: list[str], path: Path) -> None:
     """--plot: the curves with bands, written atomically to ``path``."""
+    from gan.io import check_folder, check_target
     from gan.plots import save_figure
 
     if path.is_dir():
         raise GanError(f"{path}: is a folder; --plot writes one PNG, name a file")
+    check_target(path)
+    check_folder(path.parent, parents=False)  # a user's path: its folders are not ours
     curves = [(label(group, keys), [{name: s for name in CURVES
                                      if (s := read_curve(repo, run, name)) is not None}
                                     for run in group.runs]) for group in groups]
     if not any(run for _, runs in curves for run in runs):
         raise GanError(f"--plot: no run has a training log in {PLOTS_DIR}/ ({', '.join(CURVES)})")
-    save_figure(band_figure(curves), path)
+    save_figure(band_figure(curves), path, parents=False)
 
 
 # ---- the command ---------------------------------------------------------------------------
@@ -568,6 +571,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def compare_command(repo, args: argparse.Namespace) -> str:
     """Read the runs, group them, and return the report in the asked-for form."""
+    if args.plot:  # refused before DVC is asked for the runs
+        from gan.io import check_folder, check_target
+
+        check_target(args.plot)
+        check_folder(args.plot.parent, parents=False)
     runs, notes = read_runs(repo, args.all_branches, args.all_commits)
     if not runs:
         raise GanError(f"{repo.root_dir}: no finished run with {EVAL_FILE} in dvc exp show"

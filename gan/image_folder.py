@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
+from gan import io
 from gan.config import DataConfig
 from gan.errors import ConfigError, GanError, GanWarning
 
@@ -202,11 +203,10 @@ def download(folder: str | None, out_dir: Path) -> dict[str, str]:
     sources: dict[str, str] = {}
     manifest: dict[str, dict] = {"classes": classes, "files": {}}
     out_dir = Path(out_dir)
-    staged = out_dir.parent / f".{out_dir.name}.staged"
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if staged.exists():
-        shutil.rmtree(staged)
-    try:
+    # Staged in a folder of this process's own (gan.io.staging_dir), never under a name a
+    # user's folder could have.
+    with io.staging_dir(out_dir, "download") as tmp:
+        staged = tmp / "staged"
         for name, paths in by_class.items():
             for path in paths:
                 _open(path)
@@ -222,9 +222,6 @@ def download(folder: str | None, out_dir: Path) -> dict[str, str]:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staged.rename(out_dir)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
     return sources
 
 
