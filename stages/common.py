@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gan import memory, numerics
+from gan import memory, numerics, progress
 from gan.errors import GanError, Interrupted, one_line_warnings
 
 DEBUG_ENV = "GAN_DEBUG"
@@ -109,8 +109,10 @@ def stop_when_orphaned(every: float = 1.0) -> threading.Thread | None:
 def run(main: Callable[[], None]) -> None:
     """Call ``main``; a GanError becomes one line on stderr and exit code 2.
 
-    Set GAN_DEBUG=1 to see the full traceback instead.
+    Set GAN_DEBUG=1 to see the full traceback instead. A closed stdout or stderr
+    (``dvc repro 2>&1 | head``) does not stop the stage: what it would print is dropped.
     """
+    progress.guard_streams()
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
     one_line_warnings()
     stop_when_orphaned()
