@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gan import memory, numerics, progress
-from gan.errors import GanError, Interrupted, one_line_warnings
+from gan import memory, numerics
+from gan.errors import GanError, Interrupted, guard_streams, one_line_warnings
 
 DEBUG_ENV = "GAN_DEBUG"
 # The stages whose outputs torch computes: each checks the machine's numerics first.
@@ -112,7 +112,7 @@ def run(main: Callable[[], None]) -> None:
     Set GAN_DEBUG=1 to see the full traceback instead. A closed stdout or stderr
     (``dvc repro 2>&1 | head``) does not stop the stage: what it would print is dropped.
     """
-    progress.guard_streams()
+    guard_streams()
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
     one_line_warnings()
     stop_when_orphaned()

@@ -28,7 +28,8 @@ def test_a_stream_whose_reader_is_gone_is_dropped_not_fatal(tmp_path):
     script = (
         "import sys\n"
         "from gan import progress\n"
-        "progress.guard_streams()\n"
+        "from gan.errors import guard_streams\n"
+        "guard_streams()\n"
         "for _ in progress.progress(range(40), desc='loop', unit='step', total=40):\n"
         "    print('a line', flush=True)\n"
         f"open({str(tmp_path / 'done')!r}, 'w').write('done')\n")
