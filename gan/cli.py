@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from gan import checkpoint, sample
+from gan import checkpoint, io, sample
 from gan.errors import GanError, one_line_warnings
 
 # Images per latent walk: a row of 256 images of 28 px is already 7,000 px wide, and each
@@ -79,6 +79,9 @@ def sample_command(args: argparse.Namespace) -> str:
         raise GanError(f"--seed: got {args.seed}, allowed: 0 to 2**63 - 1")
     if args.mode != "images" and args.out.is_dir():
         raise GanError(f"{args.out}: is a folder; {args.mode} writes one PNG, name a file")
+    if args.mode != "images":  # refused before the checkpoint is read
+        io.check_target(args.out)
+        io.check_folder(args.out.parent, parents=False)
     trained = checkpoint.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, trained.classes
     dim, noise = model.latent_dim, model.noise
@@ -88,20 +91,22 @@ def sample_command(args: argparse.Namespace) -> str:
         row_labels = _labels(n, args.label, classes, model.conditional)
         labels = None if row_labels is None else row_labels.repeat_interleave(args.steps)
         images = sample.generate(generator, z, labels)
-        sample.save_png(sample.to_grid_image(images, nrow=args.steps), args.out)
+        sample.save_png(sample.to_grid_image(images, nrow=args.steps), args.out, parents=False)
         return f"gan-sample: {n} {method} walks of {args.steps} images -> {args.out}"
     z = sample.fixed_latent(n, dim, args.seed, noise)
     images = sample.generate(generator, z, _labels(n, args.label, classes,
                                                    model.conditional))
     if args.mode == "grid":
-        sample.save_png(sample.to_grid_image(images), args.out)
+        sample.save_png(sample.to_grid_image(images), args.out, parents=False)
         return f"gan-sample: {n} images (seed {args.seed}) -> {args.out}"
     if args.out.exists() and not args.out.is_dir():
         raise GanError(f"{args.out}: exists and is not a folder (images writes n PNGs into one)")
+    io.check_folder(args.out.parent, parents=False)  # the folder is ours, its parents not
+    io.check_folder(args.out, parents=True)
     width = max(3, math.ceil(math.log10(n + 1)))
     for i, image in enumerate(images):
         sample.save_png(sample.to_grid_image(image[None], nrow=1, padding=0),
-                        args.out / f"{i:0{width}d}.png")
+                        args.out / f"{i:0{width}d}.png", parents=False)
     return f"gan-sample: {n} PNGs (seed {args.seed}) -> {args.out}/"
 
 
@@ -182,6 +187,10 @@ def score_command(args: argparse.Namespace) -> str:
     from gan import classifier, data, image_folder, metrics, runtime
     from gan.config import DataConfig, load_section, read_params
 
+    if args.nearest is not None:  # before the judge and the images are read
+        _check_png_path(args.nearest)
+        if not 1 <= args.pairs <= 64:
+            raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
     params = read_params(args.params) if args.params.is_file() else {"evaluate": {}}
     cfg = load_section(params, "evaluate")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
@@ -199,10 +208,6 @@ def score_command(args: argparse.Namespace) -> str:
         test_data["images"].shape[1:], test_data["classes"]))
     judge = judge.to(runtime.select_device("auto"))
     metrics.check_test_split(test_data["images"].shape[0], args.data / "test.pt")
-    if args.nearest is not None:
-        _check_png_path(args.nearest)
-        if not 1 <= args.pairs <= 64:
-            raise GanError(f"--pairs: got {args.pairs}, allowed: 1 to 64")
     feats, logits = stream_features(judge, paths, size, channels, cfg.batch_size, background)
     print(f"gan-score: read {n} images of {args.folder}", file=sys.stderr)
     warning = metrics.small_split_warning(test_data["images"].shape[0])
@@ -237,15 +242,18 @@ def _nearest_picture(args: argparse.Namespace, judge, feats: torch.Tensor, paths
                        for i in pairs["samples"].tolist()])
     plots.save_figure(plots.nearest_figure(
         data.to_unit_range(pixels, size), train_data["images"][pairs["train"]],
-        pairs["distance"], pairs["copies"], len(paths)), args.nearest)
+        pairs["distance"], pairs["copies"], len(paths)), args.nearest, parents=False)
     print(f"gan-score: the {len(pairs['samples'])} images closest to a training image "
           f"-> {args.nearest}", file=sys.stderr)
 
 
 def _check_png_path(path: Path) -> None:
-    """Refuse an output PNG path that names a folder."""
+    """Refuse, before the work, an output PNG path that names a folder or what is not a
+    regular file, or lies in a folder that does not exist."""
     if path.is_dir():
         raise GanError(f"{path}: is a folder; --nearest writes one PNG, name a file")
+    io.check_target(path)
+    io.check_folder(path.parent, parents=False)
 
 
 def score_main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,12 @@ LABELS = {"fid": "FID (during training)", "d_loss": "D loss", "g_loss": "G loss"
 # Numbers of metrics/eval.json that are no score of the run: the floors (real images against
 # the test split), the sample count and the spread of KID's subsets.
 NOT_SCORES = ("n_samples", "kid_std")
+# Keys of metrics/eval.json that are flags, set to 1 when a reading cannot be trusted (see
+# gan.metrics.judge_checks): ``flag_judge_...`` withholds every verdict of the run's group,
+# ``flag_<metric>_...`` (or ``flag_real_<metric>_...``, about the metric's floor) that
+# metric's; a flag naming no metric withholds every verdict too.
+FLAG_PREFIX = "flag_"
+JUDGE_FLAG = "flag_judge_"
 TEST = "Welch's t test (Welch-Satterthwaite df), two-sided, 5 %"
 
 
@@ -170,6 +176,7 @@ class Run:
     rev: str | None
     params: dict[str, object]  # flat: "train.lr"; files past params.yaml as "file:key"
     scores: dict[str, float]
+    flags: list[str] = field(default_factory=list)  # the flag_* keys of eval.json set to 1
 
 
 @dataclass
@@ -219,7 +226,28 @@ def run_scores(metrics: dict | None) -> dict[str, float] | None:
         return None
     return {key: float(value) for key, value in flat(data).items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)
-            and not key.endswith("_real") and key not in NOT_SCORES}
+            and not key.endswith("_real") and key not in NOT_SCORES
+            and not key.startswith(FLAG_PREFIX)}
+
+
+def run_flags(metrics: dict | None) -> list[str]:
+    """The flags of metrics/eval.json that are set (any value but 0, false or missing)."""
+    data = _file_data(metrics, EVAL_FILE) or {}
+    return sorted(key for key, value in flat(data).items()
+                  if key.startswith(FLAG_PREFIX) and value not in (0, None, False))
+
+
+def flagged_metric(flag: str, metrics: list[str]) -> str | None:
+    """The metric whose verdict ``flag`` withholds; None for every metric (a judge's flag,
+    or one that names no metric of ``metrics``)."""
+    if flag.startswith(JUDGE_FLAG):
+        return None
+    rest = flag.removeprefix(FLAG_PREFIX)
+    for text in (rest, rest.removeprefix("real_")):
+        found = [m for m in metrics if text == m or text.startswith(m + "_")]
+        if found:
+            return max(found, key=len)
+    return None
 
 
 def runs_from_show(shown: list[dict], workspace_out: str | None = None
@@ -239,9 +267,10 @@ def runs_from_show(shown: list[dict], workspace_out: str | None = None
             notes.append(f"{name}: no {EVAL_FILE}; left out")
             return
         params = run_params(data.get("params"))
-        key = json.dumps([params, scores], sort_keys=True, default=str)
+        flags = run_flags(data.get("metrics"))
+        key = json.dumps([params, scores, flags], sort_keys=True, default=str)
         if key not in seen:
-            seen[key] = Run(name, rev, params, scores)
+            seen[key] = Run(name, rev, params, scores, flags)
             runs.append(seen[key])
         elif seen[key].rev is None:  # the workspace repeats a commit: name it by the commit
             seen[key].name, seen[key].rev = name, rev
@@ -325,25 +354,65 @@ def _interval(pair: tuple[float, float] | None) -> list[float] | None:
     return list(pair) if pair else None
 
 
-def group_entry(number: int, group: Group, keys: list[str], names: list[str]) -> dict:
-    """One group of the report: its differing params, runs, seeds and per score the mean with
-    its interval (no interval for one run)."""
+def group_entry(number: int, group: Group, keys: list[str], names: list[str],
+                metrics: list[str] | None = None) -> dict:
+    """One group of the report: its differing params, runs, seeds, flags (with how many runs
+    set each) and per score the mean with its interval (no interval for one run). A score
+    some run has as NaN or inf has no mean ("nonfinite": how many); one a flag withholds
+    the verdict of lists the flags ("flagged"). ``metrics``: every score name of the runs,
+    to read the flags by (default ``names``)."""
+    flags = {}
+    for run in group.runs:
+        for flag in run.flags:
+            flags[flag] = flags.get(flag, 0) + 1
+    metrics = names if metrics is None else metrics
     scores = {}
     for name in names:
         values = [run.scores[name] for run in group.runs if name in run.scores]
-        if values:
+        if not values:
+            continue
+        bad = sum(not math.isfinite(v) for v in values)
+        if bad:  # NaN and inf are no JSON numbers, and no mean of them means anything
+            entry = {"n": len(values), "mean": None, "sd": None, "interval": None,
+                     "values": [v if math.isfinite(v) else None for v in values],
+                     "nonfinite": bad}
+        else:
             s = summarise(values)
-            scores[name] = {"n": s.n, "mean": s.mean, "sd": s.sd,
-                            "interval": _interval(s.interval), "values": values}
+            entry = {"n": s.n, "mean": s.mean, "sd": s.sd, "interval": _interval(s.interval),
+                     "values": values}
+        withheld = [f for f in flags if flagged_metric(f, metrics) in (None, name)]
+        if withheld:
+            entry["flagged"] = withheld
+        scores[name] = entry
     return {"group": number, "label": label(group, keys),
             "params": {k: group.params.get(k) for k in keys}, "n": len(group.runs),
-            "seeds": group.seeds, "runs": [run.name for run in group.runs], "scores": scores}
+            "seeds": group.seeds, "runs": [run.name for run in group.runs], "flags": flags,
+            "scores": scores}
+
+
+def _no_verdict(group: dict, name: str) -> list[str]:
+    """Why ``group``'s ``name`` cannot be compared: its flags, its NaN or inf."""
+    score = group["scores"][name]
+    reasons = [f"group {group['group']} flagged {flag} ({group['flags'][flag]} of "
+               f"{group['n']} runs)" for flag in score.get("flagged", [])]
+    if score.get("nonfinite"):
+        reasons.append(f"group {group['group']}'s {name} is NaN or inf in "
+                       f"{score['nonfinite']} of {score['n']} runs")
+    return reasons
 
 
 def compare_entry(a: dict, b: dict, name: str) -> dict | None:
-    """Group b's mean minus group a's for one score, with Welch's interval and verdict."""
+    """Group b's mean minus group a's for one score, with Welch's interval and verdict; no
+    verdict (and no interval or test) where either group is flagged or holds NaN or inf."""
     if name not in a["scores"] or name not in b["scores"]:
         return None
+    reasons = _no_verdict(a, name) + _no_verdict(b, name)
+    if reasons:
+        means = (a["scores"][name]["mean"], b["scores"][name]["mean"])
+        difference = None if None in means else means[1] - means[0]
+        return {"group": b["group"], "against": a["group"], "metric": name,
+                "difference": difference, "interval": None, "df": None, "p": None,
+                "significant": None, "verdict": "no verdict: " + "; ".join(reasons)}
     d = welch(a["scores"][name]["values"], b["scores"][name]["values"])
     return {"group": b["group"], "against": a["group"], "metric": name,
             "difference": d.difference, "interval": _interval(d.interval), "df": d.df,
@@ -363,7 +432,8 @@ def build_report(groups: list[Group], names: list[str], baseline: int | None = N
     """What gan-compare prints, as one object: groups, then differences (each group against
     the baseline group, or every pair), then notes."""
     keys = differing(groups)
-    entries = [group_entry(i + 1, g, keys, names) for i, g in enumerate(groups)]
+    metrics = list(dict.fromkeys(name for g in groups for run in g.runs for name in run.scores))
+    entries = [group_entry(i + 1, g, keys, names, metrics) for i, g in enumerate(groups)]
     if baseline is None:
         pairs = [(a, b) for i, a in enumerate(entries) for b in entries[i + 1:]]
     else:
@@ -382,6 +452,14 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def _withholds(flag: str, group: dict) -> str:
+    """What a flag of ``group`` withholds, in words."""
+    named = {name for name, s in group["scores"].items() if flag in s.get("flagged", [])}
+    if named and named == set(group["scores"]) and len(named) > 1:
+        return "no score of this group gets a verdict"
+    return ", ".join(sorted(named)) + " gets no verdict" if named else "no score shown here"
+
+
 def format_text(report: dict) -> str:
     """The report as a table per group and one line per difference."""
     groups = report["groups"]
@@ -395,10 +473,15 @@ def format_text(report: dict) -> str:
         seeds = ", ".join(show_value(s) for s in g["seeds"])
         lines += ["", f"group {g['group']}: {g['label']}",
                   f"  n={g['n']}  seeds {seeds}  runs {', '.join(g['runs'])}"]
+        lines += [f"  FLAGGED: {flag} in {count} of {g['n']} runs: "
+                  f"{_withholds(flag, g)}" for flag, count in g["flags"].items()]
         for name, s in g["scores"].items():
             spread = (f"[{_num(s['interval'][0])}, {_num(s['interval'][1])}]  sd {_num(s['sd'])}"
-                      if s["interval"] else "one seed: no interval")
-            lines.append(f"  {name:<{width}}  {_num(s['mean']):>10}  {spread}")
+                      if s["interval"] else
+                      f"NaN or inf in {s['nonfinite']} of {s['n']} runs: no mean"
+                      if s.get("nonfinite") else "one seed: no interval")
+            mark = "  (flagged: no verdict)" if s.get("flagged") else ""
+            lines.append(f"  {name:<{width}}  {_num(s['mean']):>10}  {spread}{mark}")
     if report["differences"]:
         lines.append("")
     for d in report["differences"]:
@@ -422,13 +505,17 @@ def format_csv(report: dict) -> str:
         params = [show_value(g["params"][k]) for k in keys]
         for name, s in g["scores"].items():
             low, high = s["interval"] or ("", "")
-            writer.writerow(["mean", g["group"], "", *params, s["n"], name, s["mean"], low,
-                             high, "" if s["sd"] is None else s["sd"], "", "",
-                             "" if s["interval"] else "one seed: no interval"])
+            note = ("flagged: " + ", ".join(s["flagged"]) if s.get("flagged") else
+                    "NaN or inf: no mean" if s.get("nonfinite") else
+                    "" if s["interval"] else "one seed: no interval")
+            writer.writerow(["mean", g["group"], "", *params, s["n"], name,
+                             "" if s["mean"] is None else s["mean"], low, high,
+                             "" if s["sd"] is None else s["sd"], "", "", note])
     for d in report["differences"]:
         low, high = d["interval"] or ("", "")
         writer.writerow(["difference", d["group"], d["against"], *[""] * len(keys), "",
-                         d["metric"], d["difference"], low, high, "",
+                         d["metric"], "" if d["difference"] is None else d["difference"], low,
+                         high, "",
                          "" if d["df"] is None else d["df"], "" if d["p"] is None else d["p"],
                          d["verdict"]])
     return out.getvalue()
@@ -528,16 +615,19 @@ def read_curve(repo, run: Run, name: str):
 
 def plot(repo, groups: list[Group], keys: list[str], path: Path) -> None:
     """--plot: the curves with bands, written atomically to ``path``."""
+    from gan.io import check_folder, check_target
     from gan.plots import save_figure
 
     if path.is_dir():
         raise GanError(f"{path}: is a folder; --plot writes one PNG, name a file")
+    check_target(path)
+    check_folder(path.parent, parents=False)  # a user's path: its folders are not ours
     curves = [(label(group, keys), [{name: s for name in CURVES
                                      if (s := read_curve(repo, run, name)) is not None}
                                     for run in group.runs]) for group in groups]
     if not any(run for _, runs in curves for run in runs):
         raise GanError(f"--plot: no run has a training log in {PLOTS_DIR}/ ({', '.join(CURVES)})")
-    save_figure(band_figure(curves), path)
+    save_figure(band_figure(curves), path, parents=False)
 
 
 # ---- the command ---------------------------------------------------------------------------
@@ -568,6 +658,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def compare_command(repo, args: argparse.Namespace) -> str:
     """Read the runs, group them, and return the report in the asked-for form."""
+    if args.plot:  # refused before DVC is asked for the runs
+        from gan.io import check_folder, check_target
+
+        check_target(args.plot)
+        check_folder(args.plot.parent, parents=False)
     runs, notes = read_runs(repo, args.all_branches, args.all_commits)
     if not runs:
         raise GanError(f"{repo.root_dir}: no finished run with {EVAL_FILE} in dvc exp show"
@@ -580,8 +675,8 @@ def compare_command(repo, args: argparse.Namespace) -> str:
     if args.plot:
         plot(repo, groups, report["differing_params"], args.plot)
         report["notes"].append(f"curves: {args.plot}")
-    if args.json:
-        return json.dumps(report, indent=1)
+    if args.json:  # NaN and inf are None in the report: allow_nan=False holds it to JSON
+        return json.dumps(report, indent=1, allow_nan=False)
     return format_csv(report).rstrip("\n") if args.csv else format_text(report)
 
 

@@ -1,8 +1,13 @@
-"""The project's exceptions and warnings. A leaf module: it imports nothing of the project, so
-any stage can catch them."""
+"""The project's exceptions and warnings, and its output streams. A leaf module: it imports
+nothing of the project, so any stage can catch them."""
 
+from __future__ import annotations
+
+import errno
+import os
 import sys
 import warnings
+from typing import IO, Any
 
 
 class GanError(Exception):
@@ -37,3 +42,57 @@ def one_line_warnings() -> None:
         return
     show.one_line = True
     warnings.showwarning = show
+
+
+# The errors of a write to a stream nobody reads: a closed pipe, a terminal hung up.
+GONE = (errno.EPIPE, errno.EIO, errno.ECONNRESET)
+
+
+class DroppedWhenClosed:
+    """A text stream that forwards to ``stream`` until a write or flush finds its reader
+    gone, then sends its file descriptor to os.devnull (so buffered text, C-level writes and
+    the flush at exit go nowhere without an error) and drops everything after."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+        self.gone = False
+
+    def _drop(self) -> None:
+        self.gone = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError):  # no descriptor: dropping is enough
+            pass
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if not self.gone:
+            try:
+                return getattr(self._stream, method)(*args)
+            except OSError as exc:
+                if exc.errno not in GONE:
+                    raise
+                self._drop()
+        return len(args[0]) if args else None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def isatty(self) -> bool:
+        return not self.gone and self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_streams() -> None:
+    """Make sys.stdout and sys.stderr drop what is written once their reader is gone, so a
+    stage whose output pipe closes goes on and saves its work (idempotent)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, DroppedWhenClosed):
+            setattr(sys, name, DroppedWhenClosed(stream))

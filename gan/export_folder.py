@@ -56,10 +56,6 @@ def to_image(pixels: np.ndarray, label: int, tint: bool, size: int | None) -> Im
     return image
 
 
-def _reason(exc: OSError) -> str:
-    return (exc.strerror or type(exc).__name__).lower()
-
-
 def check_out(out: Path, overwrite: bool = False) -> None:
     """Refuse, in one GanError, an OUT that is a file, cannot be written, or already holds
     something (unless ``overwrite``): its images would be replaced without a word."""
@@ -69,10 +65,7 @@ def check_out(out: Path, overwrite: bool = False) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise GanError(f"{out}: holds {sum(1 for _ in out.iterdir())} entries already; name a "
                        "new or empty folder, or pass --overwrite to write over its images")
-    try:
-        io.check_writable(out)
-    except OSError as exc:  # under a file, under /proc, ...
-        raise GanError(f"{out}: cannot write into it ({_reason(exc)})") from None
+    io.check_writable(out, parents=False)  # OUT is made, the folders above it are the user's
 
 
 def export(out: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], n: int,
@@ -91,10 +84,12 @@ def export(out: Path, images: np.ndarray, labels: np.ndarray, classes: list[str]
         folder = out / classes[label].replace("/", "-") if class_folders else out
         path = folder / f"{i:0{width}d}.png"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            to_image(images[i], label, tint, size).save(path)
+            folder.mkdir(exist_ok=True)
         except OSError as exc:
-            raise GanError(f"{path}: cannot write it ({_reason(exc)})") from None
+            raise io.write_error(folder, exc) from None
+        image = to_image(images[i], label, tint, size)
+        io.write_atomic(path, lambda handle, image=image: image.save(handle, format="PNG"),
+                        parents=False)
     return n
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageColor, ImageOps, UnidentifiedImageError
 
+from gan import io
 from gan.config import DataConfig
 from gan.errors import ConfigError, GanError, GanWarning
 
@@ -27,6 +29,10 @@ TEST_EVERY = 10  # one image in this many per class goes to the test split
 GRAY_BANDS = {("1",), ("L",), ("L", "A"), ("I",), ("I;16",), ("F",)}
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")  # a palette or gray image may instead name
 # one transparent colour (info["transparency"])
+OPAQUE = (255, 255)  # the alpha range (lowest, highest) of an image without transparency
+MIN_SIDE = 8  # px: images with a smaller side are warned about (scaled up, they are flat blocks)
+# data.background's functional notations, whose numbers Pillow would clamp without a word
+_COLOUR_FUNCTION = re.compile(r"\s*(rgba?|hsla?|hsv|hsb)\s*\((.*)\)\s*", re.IGNORECASE)
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -115,10 +121,13 @@ def _pillow_warnings(path: Path) -> Iterator[None]:
 
 
 def _open(path: Path) -> Image.Image:
-    """The decoded image at ``path``, or one GanError naming the file."""
+    """The decoded image at ``path`` as a viewer shows it (turned as its EXIF orientation
+    says: a phone's photo is stored sideways), or one GanError naming the file."""
     try:
         with _pillow_warnings(path), Image.open(path) as image:
             image.load()
+            if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+                return ImageOps.exif_transpose(image)
             return image
     except Image.DecompressionBombError:
         raise GanError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, which Pillow "
@@ -129,37 +138,54 @@ def _open(path: Path) -> Image.Image:
 
 
 def background_rgb(colour: str) -> tuple[int, int, int]:
-    """data.background as (R, G, B): a colour name Pillow knows, or #rrggbb."""
+    """data.background as (R, G, B): a colour name Pillow knows, #rrggbb, or rgb(), hsl() or
+    hsv() with every number in range (Pillow would clamp rgb(300,0,0) to 255 silently)."""
+    allowed = "a colour name (white, black, gray, ...), #rrggbb or rgb(R, G, B) of 0 to 255"
+    match = _COLOUR_FUNCTION.fullmatch(colour) if isinstance(colour, str) else None
+    if match is not None:
+        hue_first = match.group(1).lower().startswith("h")
+        for i, part in enumerate(p.strip() for p in match.group(2).split(",")):
+            percent = part.endswith("%")
+            limit = 100 if percent or (hue_first and i > 0) else 360 if hue_first else 255
+            try:
+                value = float(part.removesuffix("%"))
+            except ValueError:
+                break  # not a number: Pillow refuses it below
+            if not 0 <= value <= limit:
+                raise ConfigError(f"data.background: got {colour!r}: {part} is out of range "
+                                  f"(0 to {limit}{'%' if limit == 100 else ''}); allowed: "
+                                  f"{allowed}")
     try:
         return ImageColor.getrgb(colour)[:3]
     except (ValueError, AttributeError):
-        raise ConfigError(f"data.background: got {colour!r}, allowed: a colour name (white, "
-                          f"black, gray, ...) or #rrggbb") from None
+        raise ConfigError(f"data.background: got {colour!r}, allowed: {allowed}") from None
 
 
 def _is_transparent(image: Image.Image) -> bool:
     return image.mode in ALPHA_MODES or "transparency" in image.info
 
 
-def _flatten(image: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, bool]:
+def _flatten(image: Image.Image, background: tuple[int, int, int]
+             ) -> tuple[Image.Image, tuple[int, int]]:
     """(``image`` composited onto ``background`` if it has an alpha channel or a transparent
-    colour, whether any pixel was not opaque). Images without either come back as they are.
+    colour, the (lowest, highest) alpha of its pixels). Images without either come back as
+    they are, with OPAQUE.
 
     convert("RGB") drops alpha: an icon's transparent pixels hold whatever colour was
     saved under them, often black, so dark glyphs on them became black squares.
     """
     if not _is_transparent(image):
-        return image, False
+        return image, OPAQUE
     rgba = image.convert("RGBA")
     alpha = rgba.getchannel("A")
     flat = Image.new("RGBA", rgba.size, (*background, 255))
     flat.alpha_composite(rgba)
-    return flat.convert("RGB"), alpha.getextrema()[0] < 255
+    return flat.convert("RGB"), alpha.getextrema()
 
 
 def _convert(image: Image.Image, mode: str, background: tuple[int, int, int]
-             ) -> tuple[Image.Image, bool]:
-    """(``image`` in ``mode`` (L or RGB), whether it had transparency), 16-bit grayscale
+             ) -> tuple[Image.Image, tuple[int, int]]:
+    """(``image`` in ``mode`` (L or RGB), its alpha range (_flatten)), 16-bit grayscale
     scaled to 8 bits and transparent pixels composited onto ``background``.
 
     Pillow opens a 16-bit grayscale PNG in mode I;16 (or I), and its convert("L") clips
@@ -178,8 +204,8 @@ def _convert(image: Image.Image, mode: str, background: tuple[int, int, int]
             image = Image.fromarray(np.stack([gray, alpha], axis=-1), mode="LA")
         else:
             image = Image.fromarray(gray, mode="L")
-    image, transparent = _flatten(image, background)
-    return image.convert(mode), transparent
+    image, alpha = _flatten(image, background)
+    return image.convert(mode), alpha
 
 
 def download(folder: str | None, out_dir: Path) -> dict[str, str]:
@@ -202,11 +228,10 @@ def download(folder: str | None, out_dir: Path) -> dict[str, str]:
     sources: dict[str, str] = {}
     manifest: dict[str, dict] = {"classes": classes, "files": {}}
     out_dir = Path(out_dir)
-    staged = out_dir.parent / f".{out_dir.name}.staged"
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if staged.exists():
-        shutil.rmtree(staged)
-    try:
+    # Staged in a folder of this process's own (gan.io.staging_dir), never under a name a
+    # user's folder could have.
+    with io.staging_dir(out_dir, "download") as tmp:
+        staged = tmp / "staged"
         for name, paths in by_class.items():
             for path in paths:
                 _open(path)
@@ -222,9 +247,6 @@ def download(folder: str | None, out_dir: Path) -> dict[str, str]:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staged.rename(out_dir)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
     return sources
 
 
@@ -295,16 +317,18 @@ def _majority_channels(paths: list[Path]) -> int:
 
 
 def _fitted(path: Path, mode: str, image_size: int, background: tuple[int, int, int],
-            keep_size: bool = False) -> tuple[np.ndarray, bool]:
-    """(uint8 (S, S[, 3]) of the file at ``path``, whether it had transparency):
+            keep_size: bool = False) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """(uint8 (S, S[, 3]) of the file at ``path``, its alpha range (_flatten), its size as
+    shown (width, height)):
     composited onto ``background`` before any resizing, then the centre cropped to a square
     and resized, as torchvision's Resize + CenterCrop; ``keep_size`` leaves an image of
     ``image_size`` px as it is."""
     with _pillow_warnings(path):
-        image, transparent = _convert(_open(path), mode, background)
+        image, alpha = _convert(_open(path), mode, background)
+        size = image.size
         if not (keep_size and image.size == (image_size, image_size)):
             image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.uint8), transparent
+    return np.asarray(image, dtype=np.uint8), alpha, size
 
 
 def load(raw_dir: Path, image_size: int, channels: int | None,
@@ -317,15 +341,28 @@ def load(raw_dir: Path, image_size: int, channels: int | None,
         channels = _majority_channels(list(paths.values()))
     mode = {1: "L", 3: "RGB"}[channels]
     rgb = background_rgb(background)
-    pixels, digests, transparent = {}, {}, 0
+    pixels, digests, transparent, blank, tiny = {}, {}, 0, 0, []
     for rel, path in paths.items():
-        pixels[rel], had_alpha = _fitted(path, mode, image_size, rgb)
+        pixels[rel], alpha, size = _fitted(path, mode, image_size, rgb)
         digests[rel] = hashlib.sha256(pixels[rel].tobytes()).hexdigest()
-        transparent += had_alpha
+        transparent += alpha[0] < 255
+        blank += alpha[1] == 0  # no pixel shows: the image is data.background alone
+        if min(size) < min(MIN_SIDE, image_size):  # scaled up from under 8 px
+            tiny.append((rel, size))
+    if tiny:
+        rel, (width, height) = min(tiny, key=lambda item: min(item[1]))
+        warnings.warn(f"data.path: {len(tiny)} of {len(paths)} images are under {MIN_SIDE} px "
+                      f"a side (smallest: {rel}, {width} x {height}); scaled up to {image_size} "
+                      f"px they are flat blocks, not pictures", GanWarning, stacklevel=2)
+    if blank == len(paths):
+        raise GanError(f"data.path: all {len(paths)} images are fully transparent (alpha 0 "
+                       f"everywhere): each is data.background alone, nothing to learn; save "
+                       f"them with their alpha channel intact")
     test = _test_share(classes, entries, digests)
     if not test:
-        raise GanError("data.path: no class has 2 distinct images or more, so none is left "
-                       "for the test split")
+        blanks = f" ({blank} of them fully transparent)" if blank else ""
+        raise GanError(f"data.path: no class has 2 distinct images or more{blanks}, so none is "
+                       "left for the test split")
     index = {name: i for i, name in enumerate(classes)}
     out = {}
     for split in ("train", "test"):

@@ -108,9 +108,10 @@ def nearest_figure(samples: torch.Tensor, nearest: torch.Tensor, distance: torch
     return fig
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Write a figure as a PNG atomically, then free it."""
+def save_figure(fig: plt.Figure, path: Path, *, parents: bool = True) -> None:
+    """Write a figure as a PNG atomically, then free it (``parents``: see
+    gan.io.write_atomic)."""
     try:
-        write_atomic(path, lambda handle: fig.savefig(handle, format="png"))
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png"), parents=parents)
     finally:
         plt.close(fig)

@@ -283,6 +283,8 @@ class StateFiles:
         left = []
         for path in self.writes:
             try:
+                if path == self.kept:
+                    store.record(path)  # first: the store prunes only what it recorded
                 save_state(saved, path)
             except GanError as exc:
                 if path != self.kept:

@@ -154,9 +154,10 @@ def mark_tiles(grid: Image.Image, is_fake: torch.Tensor, tile: tuple[int, int], 
     return key
 
 
-def save_png(image: Image.Image, path: Path) -> None:
-    """Write a PNG atomically, so a failure never leaves a half-written picture."""
-    write_atomic(path, lambda handle: image.save(handle, format="PNG"))
+def save_png(image: Image.Image, path: Path, *, parents: bool = True) -> None:
+    """Write a PNG atomically, so a failure never leaves a half-written picture (``parents``:
+    see gan.io.write_atomic)."""
+    write_atomic(path, lambda handle: image.save(handle, format="PNG"), parents=parents)
 
 
 def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 400) -> None:

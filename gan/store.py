@@ -16,10 +16,13 @@ dropping the least recently written first. ``gan-queue store`` lists it, ``gan-q
 keeps states in the workspace only; anything else is the folder itself.
 
 The store owns only what it wrote. Its folder carries a mark (the file ``MARK``), written
-when the store takes a new or empty folder (or one holding only names the store gives), and
-a folder holding anything else is refused before training. Inside it the store touches only
-regular files named ``<32 hex digits>.pt`` and their ``.lock`` files: never a link, never
-another name (listed as skipped). Locks are opened without following links.
+only when the store makes the folder or finds it empty; a folder without the mark that holds
+anything at all is refused before training, whatever the names in it. The store records the
+name of every state before it writes it (the file ``RECORD``), and touches only regular
+files named ``<32 hex digits>.pt`` that its record names, and their ``.lock`` files: never a
+link, never a file it did not record (a user's file of the same form, there before the mark
+or put there since, is listed as skipped and never deleted). Locks are opened without
+following links.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ from gan.errors import GanError
 SUFFIX = ".pt"
 MARK = ".gan-resume-store"  # the file that makes a folder the store's
 MARK_TEXT = (b"The resume store of gan-pipeline (gan/store.py). It deletes only regular files "
-             b"named <32 hex digits>.pt here, and their .lock files.\n")
+             b"named <32 hex digits>.pt here that it recorded in .gan-resume-store.states "
+             b"before writing them, and their .lock files.\n")
+RECORD = ".gan-resume-store.states"  # the names of the states the store wrote, one a line
 STATE_NAME = re.compile(r"[0-9a-f]{32}\.pt")
 # Names the store gives: its states, their locks, the temporary files of gan.io.write_atomic
-# (".<name>.<pid>.<random>.tmp") and of gan.io.check_writable (".probe.<pid>.<random>.tmp").
+# (".<name>.gan-tmp-<pid>-<random>.tmp") and of gan.io.check_writable
+# (".probe.<pid>.<random>.tmp").
 OWN_NAME = re.compile(r"[0-9a-f]{32}\.pt(\.lock)?|\.[0-9a-f]{32}\.pt\.[^/]*\.tmp"
                       r"|\.probe\.[0-9]+\.[^/]*\.tmp")
 
@@ -74,6 +80,41 @@ def marked(store: Path) -> bool:
     return _regular(Path(store) / MARK)
 
 
+def recorded(store: Path) -> set[str]:
+    """The state names the store's record holds (none when the record is missing, a link or
+    not a regular file)."""
+    path = Path(store) / RECORD
+    if not _regular(path):
+        return set()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return set()
+    return {name for name in text.split() if STATE_NAME.fullmatch(name)}
+
+
+def record(state: Path) -> None:
+    """Add ``state``'s name to its store's record, before the state is written: only what
+    the record names is ever pruned or cleaned. Appends of one short line from concurrent
+    stages do not mix (O_APPEND); the record is never followed through a link."""
+    state = Path(state)
+    if state.name in recorded(state.parent):
+        return
+    try:
+        fd = os.open(state.parent / RECORD,
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise GanError(f"resume.store: {state.parent / RECORD}: cannot write it "
+                       f"({os.strerror(exc.errno or 0).lower()})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GanError(f"resume.store: {state.parent / RECORD}: not a regular file; "
+                           "remove it")
+        os.write(fd, f"{state.name}\n".encode())
+    finally:
+        os.close(fd)
+
+
 def _entries(store: Path) -> list[str]:
     try:
         return sorted(os.listdir(store))
@@ -83,21 +124,34 @@ def _entries(store: Path) -> list[str]:
 
 def states(store: Path) -> list[Path]:
     """The store's states, the most recently written first: regular files named by a
-    fingerprint in a marked folder, nothing else."""
+    fingerprint that the store's record names, in a marked folder; nothing else."""
     store = Path(store)
     if not marked(store):
         return []
+    own = recorded(store)
     found = [store / name for name in _entries(store)
-             if STATE_NAME.fullmatch(name) and _regular(store / name)]
+             if name in own and _regular(store / name)]
     return sorted(found, key=lambda p: (p.lstat().st_mtime_ns, p.name), reverse=True)
 
 
 def foreign(store: Path) -> list[str]:
-    """Names in ``store`` that the store did not write and never touches: other names, and
-    links or folders under its own names."""
+    """Names in ``store`` that the store did not write and never touches: other names,
+    links or folders under its own names, and states (with their locks) its record does not
+    name."""
     store = Path(store)
-    return [name for name in _entries(store)
-            if not ((OWN_NAME.fullmatch(name) or name == MARK) and _regular(store / name))]
+    own = recorded(store)
+
+    def ours(name: str) -> bool:
+        if not _regular(store / name):
+            return False
+        if name in (MARK, RECORD):
+            return True
+        state = name.removesuffix(".lock")
+        if STATE_NAME.fullmatch(state):
+            return state in own
+        return OWN_NAME.fullmatch(name) is not None
+
+    return [name for name in _entries(store) if not ours(name)]
 
 
 def _same_or_inside(inner: Path, outer: Path) -> bool:
@@ -131,7 +185,7 @@ def open_store(store: Path, avoid: Sequence[Path] = ()) -> list[str]:
                        f"({os.strerror(exc.errno or 0).lower()})") from None
     if marked(real):
         return foreign(real)
-    others = foreign(real)
+    others = _entries(real)  # without the mark, the store wrote none of them
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise GanError(f"resume.store: {store} holds {len(others)} entries the store did not "

@@ -5,6 +5,11 @@ rotation_accuracy (gan.classifier).
 """
 
 import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.classifier ... (dvc repro runs them so)")
+
 import time
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gan import memory, numerics
-from gan.errors import GanError, Interrupted, one_line_warnings
+from gan.errors import GanError, Interrupted, guard_streams, one_line_warnings
 
 DEBUG_ENV = "GAN_DEBUG"
 # The stages whose outputs torch computes: each checks the machine's numerics first.
@@ -111,8 +111,10 @@ def stop_when_orphaned(every: float = 1.0) -> threading.Thread | None:
 def run(main: Callable[[], None]) -> None:
     """Call ``main``; a GanError becomes one line on stderr and exit code 2.
 
-    Set GAN_DEBUG=1 to see the full traceback instead.
+    Set GAN_DEBUG=1 to see the full traceback instead. A closed stdout or stderr
+    (``dvc repro 2>&1 | head``) does not stop the stage: what it would print is dropped.
     """
+    guard_streams()
     memory.keep_freed_memory()  # fewer page faults per step; the numbers are unchanged
     one_line_warnings()
     stop_when_orphaned()

@@ -1,5 +1,11 @@
 """Stage download: the dataset's raw files (IDX, or the user's images), checksummed."""
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.download ... (dvc repro runs them so)")
+
 from pathlib import Path
 
 from gan import data, validate

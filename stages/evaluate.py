@@ -4,6 +4,12 @@ share of copied training images (memorised) of generated images.
 Data of one class has no class scores (IS, coverage, KL, label accuracy): see gan.metrics.
 """
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.evaluate ... (dvc repro runs them so)")
+
 import time
 from pathlib import Path
 

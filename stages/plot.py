@@ -1,5 +1,11 @@
 """Stage plot: loss curves and mean D outputs against step, as a PNG."""
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.plot ... (dvc repro runs them so)")
+
 from pathlib import Path
 
 from gan import plots

@@ -1,5 +1,11 @@
 """Stage prepare: raw files -> float tensors in [-1, 1] with labels, train and test splits."""
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.prepare ... (dvc repro runs them so)")
+
 from pathlib import Path
 
 from gan import data, validate

@@ -1,6 +1,12 @@
 """Stage sample: the sample grid, latent walks, arithmetic, real versus fake, evolution GIF,
 and the samples nearest to training images."""
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.sample ... (dvc repro runs them so)")
+
 from pathlib import Path
 
 from PIL import Image

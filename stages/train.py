@@ -6,12 +6,17 @@ meet at $GAN_RDZV_ENDPOINT (c10d rendezvous; docs/multinode.md). Under torchrun 
 trains and resumes, and rank 0 alone writes the outputs.
 """
 
+import sys
+
+if not __package__:  # run as a file: the project is not on the path, its numerics not pinned
+    sys.exit("error: stages run as modules, from the project's folder: "
+             "python -m stages.train ... (dvc repro runs them so)")
+
 import hashlib
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -76,14 +81,20 @@ def torchrun_args(devices: int, nodes: int) -> list[str]:
         return ["--standalone", f"--nproc_per_node={devices}"]
     endpoint = os.environ.get("GAN_RDZV_ENDPOINT", "")
     host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit():
+    # A name or IPv4 address has no ':' or brackets; an IPv6 address is all in brackets.
+    bare = host.removeprefix("[").removesuffix("]")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not bare or not port.isdigit() or "[" in bare or "]" in bare or (
+            ":" in bare and not bracketed) or (bracketed and ":" not in bare) or (
+            host.startswith("[") != host.endswith("]")):
         raise GanError(f"train.nodes: {nodes} machines meet at $GAN_RDZV_ENDPOINT, which must "
-                       f"be HOST:PORT of one of them (got {endpoint!r}); see docs/multinode.md")
+                       f"be HOST:PORT of one of them, an IPv6 host in brackets ([::1]:29500) "
+                       f"(got {endpoint!r}); see docs/multinode.md")
     if not 1 <= int(port) <= 65535:
         raise GanError(f"$GAN_RDZV_ENDPOINT: port {port} of {endpoint!r} is not a TCP port "
                        "(1 to 65535)")
     try:
-        socket.getaddrinfo(host.strip("[]"), int(port))
+        socket.getaddrinfo(bare, int(port))
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         raise GanError(f"$GAN_RDZV_ENDPOINT: host {host!r} cannot be resolved ({reason}); "

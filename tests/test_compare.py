@@ -214,6 +214,98 @@ def test_csv_has_a_row_per_group_score_and_per_difference():
     assert rows[3].startswith("difference,2,1,,,fid,") and rows[3].endswith(",significant")
 
 
+# Faults, round three (docs/faults.md): flagged groups and NaN/inf get no verdict.
+
+def flagged_report(flags_a: dict, flags_b: dict, metric=None, values_b=(7.0, 7.3, 7.1)):
+    """Two groups of three runs, the second's FID clearly higher, their eval.json rows read
+    as dvc exp show gives them, with ``flags_*`` in every run's eval.json."""
+    rows = []
+    for g, (values, flags) in enumerate((((6.0, 6.2, 6.1), flags_a), (values_b, flags_b))):
+        for s, fid in enumerate(values):
+            rows.append(show_row(f"{g}{s}" * 20, params_of(seed=s, lr=0.001 * (g + 1)),
+                                 {"fid": fid, "kid": 0.01 * (g + 1) + 0.001 * s,
+                                  "precision": 0.5 + 0.1 * g + 0.01 * s, **flags}))
+    runs, _ = runs_from_show([dict(rows[0], experiments=[
+        {"executor": None, "name": f"e{i}", "revs": [row]} for i, row in enumerate(rows[1:])])])
+    groups = group_runs(runs)
+    names = compare.score_names(groups, metric)
+    return compare.build_report(groups, names)
+
+
+def verdicts(report) -> dict[str, str]:
+    return {d["metric"]: d["verdict"] for d in report["differences"]}
+
+
+def test_unflagged_groups_get_their_verdicts():
+    report = flagged_report({}, {})
+    assert verdicts(report) == {"fid": "significant", "kid": "significant",
+                                "precision": "significant"}
+
+
+@pytest.mark.parametrize("metric", [None, ["fid"]])
+def test_a_judge_at_chance_withholds_every_verdict_and_is_no_score(metric):
+    report = flagged_report({}, {"flag_judge_at_chance": 1}, metric)
+    second = report["groups"][1]
+    assert second["flags"] == {"flag_judge_at_chance": 3}
+    assert "flag_judge_at_chance" not in second["scores"]  # a flag is no score
+    assert all(d["significant"] is None and d["p"] is None for d in report["differences"])
+    for name, verdict in verdicts(report).items():
+        assert verdict == "no verdict: group 2 flagged flag_judge_at_chance (3 of 3 runs)", name
+    text = compare.format_text(report)
+    assert "FLAGGED: flag_judge_at_chance in 3 of 3 runs" in text and "significant" not in text
+    assert "[1, 1]" not in text and "flag_judge_at_chance  " not in text
+
+
+@pytest.mark.parametrize("flag,metric", [("flag_fid_below_real", "fid"),
+                                         ("flag_precision_junk", "precision"),
+                                         ("flag_kid_some_future_reason", "kid"),
+                                         ("flag_real_precision_low", "precision")])
+def test_a_metrics_flag_withholds_that_metrics_verdict_only(flag, metric):
+    report = flagged_report({flag: 1}, {})  # in the first group, the baseline side
+    got = verdicts(report)
+    assert got.pop(metric) == f"no verdict: group 1 flagged {flag} (3 of 3 runs)"
+    assert set(got.values()) == {"significant"}
+    assert report["groups"][0]["scores"][metric]["flagged"] == [flag]
+    assert f"FLAGGED: {flag} in 3 of 3 runs: {metric} gets no verdict" in \
+        compare.format_text(report)
+
+
+def test_a_flag_set_to_0_or_naming_no_metric():
+    assert set(verdicts(flagged_report({"flag_fid_below_real": 0}, {})).values()) == \
+        {"significant"}
+    unknown = verdicts(flagged_report({}, {"flag_something_new": 1}))
+    assert all(v.startswith("no verdict: group 2 flagged flag_something_new")
+               for v in unknown.values())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_inf_gives_no_verdict_with_the_reason_and_valid_json(bad):
+    report = flagged_report({}, {}, values_b=(7.0, bad, 7.1))
+    fid = next(d for d in report["differences"] if d["metric"] == "fid")
+    assert fid["verdict"] == "no verdict: group 2's fid is NaN or inf in 1 of 3 runs"
+    assert fid["difference"] is None and fid["p"] is None and fid["df"] is None
+    assert report["groups"][1]["scores"]["fid"]["mean"] is None
+    assert report["groups"][1]["scores"]["fid"]["values"] == [7.0, None, 7.1]
+    text = json.dumps(report, allow_nan=False)  # raises on NaN or inf
+    assert json.loads(text)["groups"][1]["scores"]["fid"]["nonfinite"] == 1
+    assert "NaN or inf in 1 of 3 runs: no mean" in compare.format_text(report)
+    assert "p 0, df nan" not in compare.format_text(report)
+    rows = compare.format_csv(report).splitlines()
+    assert any(r.startswith("mean,2,,0.002,3,fid,,") and r.endswith("NaN or inf: no mean")
+               for r in rows)
+
+
+def test_gan_compare_json_is_valid_json_for_nan(monkeypatch, capsys):
+    report = flagged_report({}, {}, values_b=(7.0, float("nan"), 7.1))
+    monkeypatch.setattr(compare, "build_report", lambda *a: report)
+    monkeypatch.setattr(compare, "group_runs", lambda runs: [])
+    monkeypatch.setattr(compare, "score_names", lambda groups, wanted: ["fid"])
+    monkeypatch.setattr(compare, "read_runs", lambda *a: ([object()], []))
+    args = compare._parser().parse_args(["--json"])
+    out = compare.compare_command(None, args)
+    assert json.loads(out)["groups"][1]["scores"]["fid"]["values"][1] is None
+
+
 def test_bands_are_mean_and_sd_at_the_steps_every_run_logged():
     one = compare.curve_from_tsv("step\tfid\n3\t10\n6\t8\n", "fid")
     two = compare.curve_from_tsv("step\tfid\n3\t14\n6\t6\n9\t5\n", "fid")

@@ -84,6 +84,7 @@ def test_prune_keeps_the_newest_states_and_never_one_in_use(tmp_path):
     store.open_store(tmp_path)
     for i in range(5):
         path = tmp_path / f"{i:032x}.pt"
+        store.record(path)
         path.write_bytes(b"x")
         os.utime(path, ns=(i * 10**9, i * 10**9))
         paths.append(path)
@@ -245,6 +246,7 @@ def test_gan_queue_store_lists_and_cleans_the_store(resume_store, monkeypatch, c
     from gan import queue
 
     store.open_store(resume_store)
+    store.record(resume_store / f"{'a' * 32}.pt")
     (resume_store / f"{'a' * 32}.pt").write_bytes(b"not a state")
     monkeypatch.chdir(ROOT)  # a DVC project whose params.yaml says resume.store: auto
     assert queue.main(["store"]) == 0
@@ -278,12 +280,14 @@ def test_a_folder_holding_what_the_store_did_not_write_is_refused_and_left_alone
                     resume=Resume(store=theirs, every=3))
     assert store.states(theirs) == [] and store.clean(theirs) == (0, 0)
     assert {p.name: p.read_bytes() for p in theirs.iterdir()} == files
-    # A new or empty folder is marked as the store's; one holding only the store's own
-    # names (a store from before the mark) is adopted.
+    # A new or empty folder is marked as the store's; one holding anything, even names of
+    # the store's own form, is not.
     assert store.open_store(tmp_path / "new") == [] and store.marked(tmp_path / "new")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / f"{'c' * 32}.pt").write_bytes(b"x")
-    assert store.open_store(tmp_path / "old") == [] and store.marked(tmp_path / "old")
+    with pytest.raises(GanError, match=r"holds 1 entries the store did not write"):
+        store.open_store(tmp_path / "old")
+    assert not store.marked(tmp_path / "old")
 
 
 def test_prune_and_clean_touch_only_the_stores_own_regular_files(tmp_path, resume_store,
@@ -295,6 +299,7 @@ def test_prune_and_clean_touch_only_the_stores_own_regular_files(tmp_path, resum
     victim = tmp_path / "victim.pt"
     victim.write_bytes(b"not the store's")
     (resume_store / f"{'d' * 32}.pt").symlink_to(victim)  # a link under the store's name
+    store.record(resume_store / f"{'e' * 32}.pt")
     (resume_store / f"{'e' * 32}.pt").write_bytes(b"x")
     assert store.states(resume_store) == [resume_store / f"{'e' * 32}.pt"]
     assert store.prune(resume_store, keep=1) == []
@@ -314,6 +319,67 @@ def test_prune_and_clean_touch_only_the_stores_own_regular_files(tmp_path, resum
     assert capsys.readouterr().err == (f"error: {resume_store}: not a resume store (no "
                                        f"{store.MARK} in it: the store has written nothing "
                                        f"there); nothing listed or deleted\n")
+
+
+# Faults, round three (docs/faults.md): ownership is decided by what the store wrote.
+
+def _md5_named(folder: Path) -> dict[str, bytes]:
+    """Three user files named as the store names its states."""
+    files = {f"{i:032x}.pt": f"a user's file {i}".encode() for i in (7, 8, 9)}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        os.utime(folder / name, ns=(10**9, 10**9))  # older than any state of the store
+    return files
+
+
+def test_user_files_named_as_states_are_never_adopted_pruned_or_cleaned(tmp_path, monkeypatch,
+                                                                         capsys):
+    from gan import queue
+    from gan.errors import GanError
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    files = _md5_named(theirs)
+    with pytest.raises(GanError, match=r"holds 3 entries the store did not write"):
+        train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                    resume=Resume(store=theirs, every=2, keep=1))
+    assert not store.marked(theirs)
+    # The same files put into a folder after the store marked it: pruning (store_keep: 1,
+    # on every save of a run) and --clean leave them.
+    kept = tmp_path / "store"
+    assert store.open_store(kept) == []
+    files = _md5_named(kept)
+    train.train(MODEL, CFG, 1, tiny_split(), progress=False,
+                resume=Resume(store=kept, every=2, keep=1))
+    assert {p.name: p.read_bytes() for p in kept.iterdir() if p.name in files} == files
+    ours = store.states(kept)  # the run's own latest state: store_keep 1
+    assert len(ours) == 1 and ours[0].name not in files
+    assert sorted(store.foreign(kept)) == sorted(files)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["resume"]["store"] = str(kept)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path)).close()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert queue.main(["store", "--clean", "--params", str(tmp_path / "params.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"gan-queue: deleted 1 states from {kept}"
+    assert {p.name: p.read_bytes() for p in kept.iterdir() if p.name in files} == files
+
+
+def test_the_store_prunes_the_states_it_recorded(tmp_path):
+    kept = tmp_path / "store"
+    assert store.open_store(kept) == []
+    states = [kept / f"{i:032x}.pt" for i in range(3)]
+    for i, path in enumerate(states):
+        store.record(path)
+        io.save_torch({"format": 1}, path)
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+    assert store.prune(kept, keep=1) == [states[1], states[0]]
+    assert store.states(kept) == [states[2]]
 
 
 def _stage_args(project: Path):

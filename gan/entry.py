@@ -1,0 +1,43 @@
+"""The console scripts' entry points (pyproject.toml's [project.scripts]).
+
+This module imports nothing heavy, so Ctrl-C is caught from the first moment: while torch,
+DVC or the command's own module is still importing, it is one line and exit code 130, as it
+is once the command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+
+def _run(prog: str, module: str, function: str) -> int:
+    """Import ``module`` and return what its ``function`` returns; Ctrl-C at any moment is
+    ``<prog>: interrupted`` on stderr and 130 (the shell's code for it)."""
+    try:
+        return getattr(importlib.import_module(module), function)()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback either
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def sample() -> int:
+    """``gan-sample``."""
+    return _run("gan-sample", "gan.cli", "main")
+
+
+def score() -> int:
+    """``gan-score``."""
+    return _run("gan-score", "gan.cli", "score_main")
+
+
+def queue() -> int:
+    """``gan-queue``."""
+    return _run("gan-queue", "gan.queue", "main")
+
+
+def compare() -> int:
+    """``gan-compare``."""
+    return _run("gan-compare", "gan.compare", "main")
