@@ -160,7 +160,6 @@ def test_a_pointer_resolves_only_to_a_heading_that_exists(page, section, ok):
     assert (broken_pointer(page, section) is None) is ok
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("path", POINTING, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_pointer_in_code_and_config_resolves(path: Path):
     broken = [why for page, section in pointers(commentary(path))

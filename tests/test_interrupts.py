@@ -24,6 +24,7 @@ def closed_pipe() -> int:
     return write
 
 
+@pytest.mark.integration
 def test_a_stream_whose_reader_is_gone_is_dropped_not_fatal(tmp_path):
     script = (
         "import sys\n"
@@ -40,6 +41,7 @@ def test_a_stream_whose_reader_is_gone_is_dropped_not_fatal(tmp_path):
     assert proc.returncode == 0 and (tmp_path / "done").read_text() == "done"
 
 
+@pytest.mark.integration
 def test_the_train_stage_trains_on_when_its_output_pipe_closes(tmp_path):
     """``dvc repro 2>&1 | head -3``: head exits after three lines; the stage goes on."""
     data = tmp_path / "data"
@@ -104,6 +106,7 @@ def importing(pid: int, timeout: float = 60) -> bool:
     return False
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", SCRIPTS)
 @pytest.mark.parametrize("delay", [0.0, 0.5])
 def test_ctrl_c_while_a_console_script_imports_is_one_line_and_130(tmp_path, name, delay):
@@ -151,6 +154,7 @@ def test_well_formed_rendezvous_endpoints_pass(monkeypatch, endpoint):
 STAGE_FILES = ("download", "prepare", "classifier", "train", "sample", "evaluate", "plot")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", STAGE_FILES)
 def test_a_stage_run_as_a_file_says_how_to_run_it_in_one_line(tmp_path, name):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GAN_DEBUG")}

@@ -332,6 +332,7 @@ def _md5_named(folder: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.integration
 def test_user_files_named_as_states_are_never_adopted_pruned_or_cleaned(tmp_path, monkeypatch,
                                                                          capsys):
     from gan import queue

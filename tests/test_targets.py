@@ -129,6 +129,7 @@ def dvc_repo(tmp_path, monkeypatch) -> Path:
     return repo
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_gan_compare_plot_never_writes_over_what_is_not_a_regular_file(dvc_repo, capsys, kind):
     target = make_target(dvc_repo.parent / "bands.png", kind)
@@ -173,6 +174,7 @@ def test_the_stages_writers_never_write_over_what_is_not_a_regular_file(tmp_path
     assert snapshot(target) == before and leftovers(tmp_path) == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 def test_a_stage_refuses_an_output_that_is_not_a_regular_file_in_one_line(tmp_path, kind):
     logs = tmp_path / "logs"
@@ -197,6 +199,7 @@ def test_a_link_to_a_regular_file_is_replaced_and_its_target_kept(tmp_path):
 
 # --- folders -------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_gan_compare_plot_never_makes_the_folders_above_its_file(dvc_repo, capsys):
     target = dvc_repo.parent / "nonexistent" / "dir" / "x.png"
     assert compare.main(["--plot", str(target)]) == 2
@@ -206,6 +209,7 @@ def test_gan_compare_plot_never_makes_the_folders_above_its_file(dvc_repo, capsy
     assert not (dvc_repo.parent / "nonexistent").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["under_file", "proc"])
 def test_gan_compare_plot_under_a_file_or_in_proc_is_one_line(dvc_repo, capsys, where):
     mine = dvc_repo.parent / "mine.txt"
@@ -273,6 +277,7 @@ def test_a_failed_write_removes_its_own_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_staging_folders_named_like_the_projects_are_kept_without_its_mark(tmp_path):
     proc = subprocess.Popen(["true"])
     proc.wait()
