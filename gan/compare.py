@@ -11,15 +11,14 @@ tells groups apart. Per group and score of ``metrics/eval.json``: the mean of it
 the 95 % interval of that mean, Student's t with n - 1 degrees of freedom. Between two
 groups: the difference of means with its 95 % interval from Welch's t (unequal variances,
 Welch-Satterthwaite degrees of freedom), called significant when that interval leaves out
-zero (p < 0.05, two-sided). The statistics are pure functions of lists of numbers; DVC is
-read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``.
+zero (p < 0.05, two-sided); both from scipy.stats. The statistics are pure functions of lists
+of numbers; DVC is read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import io
 import json
 import logging
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from gan.errors import GanError
 
@@ -55,61 +55,6 @@ TEST = "Welch's t test (Welch-Satterthwaite df), two-sided, 5 %"
 
 # ---- statistics: pure functions of numbers -------------------------------------------------
 
-def _simpson(y: np.ndarray, h: float) -> float:
-    """Simpson's rule over an odd number of equally spaced samples ``h`` apart."""
-    return float(h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum()))
-
-
-def _angle_mass(lo: float, hi: float, df: float, panels: int = 4000) -> float:
-    """P(lo < atan(T / sqrt(df)) < hi) for Student's t with ``df`` degrees of freedom.
-
-    With T = sqrt(df) tan(theta), T's density times dT is cos(theta)^(df - 1) dtheta / B(1/2,
-    df / 2): a bounded, smooth integrand on [0, pi/2) for df >= 1, so the whole real line
-    is a finite interval and no tail is cut off."""
-    # cos^(df - 1) is about exp(-(df - 1) theta^2 / 2): past 40 / sqrt(df - 1) it is below
-    # e^-800, so a large df's narrow peak gets the panels, not the empty rest.
-    cut = math.pi / 2 if df <= 1 else min(math.pi / 2, 40 / math.sqrt(df - 1))
-    lo, hi = min(lo, cut), min(hi, cut)
-    if hi <= lo:
-        return 0.0
-    theta = np.linspace(lo, hi, panels + 1)
-    log_beta = math.lgamma(0.5) + math.lgamma(df / 2) - math.lgamma((df + 1) / 2)
-    density = np.exp((df - 1) * np.log(np.clip(np.cos(theta), 1e-300, None)) - log_beta)
-    return _simpson(density, (hi - lo) / panels)
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t), Student's t with ``df >= 1`` degrees of freedom (real, not only whole)."""
-    if df < 1:
-        raise ValueError(f"df must be at least 1, got {df}")
-    theta = math.atan(abs(t) / math.sqrt(df)) if math.isfinite(t) else math.pi / 2
-    tail = _angle_mass(theta, math.pi / 2, df)  # P(T > |t|), integrated, not 1 - cdf
-    return 1 - tail if t >= 0 else tail
-
-
-@functools.lru_cache(maxsize=1024)
-def t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p, by Newton's method on the angle atan(t / sqrt(df)).
-
-    On the angle the cdf is 1/2 plus the integral of a falling density, so it is concave
-    above 1/2: Newton's steps from 0 approach the root from below and never overshoot."""
-    if not 0 < p < 1:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    if df < 1:
-        raise ValueError(f"df must be at least 1, got {df}")
-    log_beta = math.lgamma(0.5) + math.lgamma(df / 2) - math.lgamma((df + 1) / 2)
-    theta = 0.0
-    for _ in range(100):
-        below = 0.5 + _angle_mass(0.0, theta, df)
-        step = (p - below) / math.exp((df - 1) * math.log(math.cos(theta)) - log_beta)
-        theta = min(theta + step, math.pi / 2 * (1 - 1e-15))
-        if abs(step) < 1e-14:
-            break
-    return math.sqrt(df) * math.tan(theta)
-
-
 @dataclass(frozen=True)
 class Summary:
     """n values: their mean, standard deviation (n - 1) and the 95 % interval of the mean."""
@@ -129,7 +74,7 @@ def summarise(values: list[float]) -> Summary:
     if x.size == 1:
         return Summary(1, mean, None, None)
     sd = float((x - x[0]).std(ddof=1))  # shifted: equal values give 0, not 1e-17
-    half = t_quantile((1 + LEVEL) / 2, x.size - 1) * sd / math.sqrt(x.size)
+    half = float(stats.t.ppf((1 + LEVEL) / 2, x.size - 1)) * sd / math.sqrt(x.size)
     return Summary(int(x.size), mean, sd, (mean - half, mean + half))
 
 
@@ -157,13 +102,11 @@ def welch(a: list[float], b: list[float]) -> Difference:
         same = diff == 0
         return Difference(diff, (diff, diff), None, 1.0 if same else 0.0, not same,
                           "no spread in either group: " + ("same" if same else "differ"))
-    df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
-    half = t_quantile((1 + LEVEL) / 2, df) * se
-    interval = (diff - half, diff + half)
-    significant = interval[0] > 0 or interval[1] < 0
-    p = min(1.0, 2 * t_cdf(-abs(diff) / se, df))  # the lower tail, integrated: no 1 - cdf
-    return Difference(diff, interval, df, p, significant,
-                      "significant" if significant else "not significant")
+    test = stats.ttest_ind(b, a, equal_var=False)  # Welch's t, Welch-Satterthwaite df
+    low, high = test.confidence_interval(LEVEL)
+    significant = bool(low > 0 or high < 0)
+    return Difference(diff, (float(low), float(high)), float(test.df), float(test.pvalue),
+                      significant, "significant" if significant else "not significant")
 
 
 # ---- runs and groups ---------------------------------------------------------------------
