@@ -555,7 +555,9 @@ def store_command(repo, args: argparse.Namespace) -> int:
         kept = f"; {left} in use by a running stage kept" if left else ""
         print(f"gan-queue: deleted {gone} states from {folder}{kept}")
     else:
-        lines = store.describe(folder)
+        from gan.resume import read_state  # torch only for this listing
+
+        lines = store.describe(folder, lambda path: read_state(path)["step"])
         print(f"{folder}: {len(lines)} state{'s' if len(lines) != 1 else ''}")
         for line in lines:
             print(f"  {line}")

@@ -40,13 +40,11 @@ from torch import distributed as dist
 from gan import io, store
 from gan.config import ModelConfig, ResumeConfig, TrainConfig, to_record
 from gan.errors import GanError, Interrupted
+from gan.state import STATE_FORMAT
 
-if TYPE_CHECKING:  # gan.state imports this module for STATE_FORMAT
+if TYPE_CHECKING:
     from gan.state import Placement, TrainingState
 
-# The version of the state file's layout (gan.state.TrainingState.state_dict); a state
-# file of another version is ignored and the run starts from step 0.
-STATE_FORMAT = 1
 # The packages whose loaded modules are the trainer's code: the fingerprint's code part.
 # tests/test_code_deps.py imports this list to hold dvc.yaml's code deps to the same.
 FIRST_PARTY = ("gan", "stages")

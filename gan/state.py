@@ -24,7 +24,10 @@ from gan.augment import Augment
 from gan.config import ModelConfig, TrainConfig
 from gan.data import DeviceBatches
 from gan.hooks import Hook, Stateful
-from gan.resume import STATE_FORMAT
+
+# The version of the state file's layout (TrainingState.state_dict below); a state file of
+# another version is ignored and the run starts from step 0 (gan.resume.read_state).
+STATE_FORMAT = 1
 
 # Latent batches of train.batch_size behind the EMA generator's batch-norm statistics each
 # time it is used (1,024 latents at the default batch of 64): enough for each channel's mean

@@ -33,7 +33,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gan.errors import GanError
@@ -244,15 +244,14 @@ def prune(store: Path, keep: int, current: Path | None = None) -> list[Path]:
     return gone
 
 
-def describe(store: Path) -> list[str]:
-    """One line per stored state: its name, step, size and age, the newest first."""
-    from gan.resume import read_state  # torch only for this listing
-
+def describe(store: Path, step_of: Callable[[Path], object]) -> list[str]:
+    """One line per stored state: its name, step (``step_of(path)``, which the caller that
+    knows the state files' layout hands in), size and age, the newest first."""
     lines = []
     now = time.time()
     for path in states(store):
         try:
-            step = read_state(path)["step"]
+            step = step_of(path)
         except (GanError, KeyError, TypeError):
             step = "?"
         info = path.lstat()
