@@ -154,7 +154,7 @@ def test_fid_and_kid_of_identical_and_shifted_gaussians():
 
 def test_classifier_training_is_seeded_and_round_trips(tmp_path):
     split = tiny_split(n=64)
-    cfg = ClassifierConfig(epochs=2, batch_size=16, lr=1e-3, width=4, seed=3)
+    cfg = ClassifierConfig(epochs=2, min_steps=1, batch_size=16, lr=1e-3, width=4, seed=3)
     first = clf.train_classifier(cfg, split, split)
     second = clf.train_classifier(cfg, split, split)
     for name, value in first.checkpoint["classifier"].items():
@@ -208,7 +208,7 @@ def fashion(tmp_path_factory):
                 "labels": torch.from_numpy(labels[:n]), "classes": classes}
 
     train, test = take("train", 8000), take("test", 2000)
-    cfg = ClassifierConfig(epochs=2, batch_size=100, lr=3e-3, width=8, seed=0)
+    cfg = ClassifierConfig(epochs=2, min_steps=1, batch_size=100, lr=3e-3, width=8, seed=0)
     head = {k: v[:6000] if k != "classes" else v for k, v in train.items()}
     classifier = clf.train_classifier(cfg, head, test).classifier.eval()
     return classifier, train, test
@@ -276,7 +276,8 @@ def test_single_class_generator_is_caught_and_seeds_agree(fashion):
 def test_conditional_generators_get_label_accuracy():
     split = tiny_split(n=40)
     classifier = clf.train_classifier(
-        ClassifierConfig(epochs=1, batch_size=8, lr=1e-3, width=4, seed=0), split, split
+        ClassifierConfig(epochs=1, min_steps=1, batch_size=8, lr=1e-3, width=4, seed=0),
+        split, split
     ).classifier.eval()
 
     class AskedFor(nn.Module):  # returns the training image of the class asked for
@@ -326,7 +327,7 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     torch.save(tiny_split(n=32, seed=1), prepared / "test.pt")
     params = yaml.safe_load(yaml.safe_dump(params))
     # random blobs: the judge learns nothing, so it is let through and every score marked
-    params["classifier"].update(epochs=1, batch_size=16, width=4, allow_chance=True)
+    params["classifier"].update(steps=4, batch_size=16, width=4, allow_weak=True)
     params["model"].update(arch="mlp")
     params["train"].update(steps=4, log_every=2, eval_every=2, batch_size=16, device="cpu")
     params["evaluate"].update(train_fid_samples=20, n_samples=20)
@@ -347,7 +348,7 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     judged = yaml.safe_load((tmp_path / "clf.json").read_text())
     assert judged["test_accuracy"] == round(
         clf.classifier_accuracy(classifier, test["images"], test["labels"]), 6)
-    assert judged["at_chance"] == 1 and "classifier.allow_chance" in proc.stderr
+    assert judged["at_chance"] == 1 and "classifier.allow_weak" in proc.stderr
 
     proc = run_stage("train", *p, *train_args)
     assert proc.returncode == 0, proc.stderr

@@ -70,7 +70,7 @@ def test_rotated_turns_each_image_four_ways():
 
 
 def test_one_class_trains_the_rotation_judge_and_drops_class_scores(tmp_path):
-    cfg = ClassifierConfig(epochs=1, batch_size=16, lr=3e-3, width=4, seed=0)
+    cfg = ClassifierConfig(epochs=1, min_steps=1, batch_size=16, lr=3e-3, width=4, seed=0)
     train, test = one_class(tiny_split(64)), one_class(tiny_split(32, seed=1))
     result = classifier.train_classifier(cfg, train, test)
     assert result.score_name == "rotation_accuracy"
@@ -89,7 +89,7 @@ def test_one_class_trains_the_rotation_judge_and_drops_class_scores(tmp_path):
 
 
 def test_labelled_data_keeps_the_classifier_and_its_class_scores():
-    cfg = ClassifierConfig(epochs=1, batch_size=16, lr=3e-3, width=4, seed=0)
+    cfg = ClassifierConfig(epochs=1, min_steps=1, batch_size=16, lr=3e-3, width=4, seed=0)
     result = classifier.train_classifier(cfg, tiny_split(64), tiny_split(32, seed=1))
     assert result.score_name == "test_accuracy" and "task" not in result.checkpoint["config"]
     assert set(result.checkpoint) == {"format", "config", "classifier", "test_accuracy"}
@@ -108,7 +108,7 @@ def test_rotation_judge_learns_real_images(tmp_path):
     data.download(data.IMAGE_FOLDER, raw, path=str(tmp_path / "images"))
     data.prepare(data.IMAGE_FOLDER, raw, prepared, 28)
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["classifier"].update(epochs=2, batch_size=64, width=8)
+    params["classifier"].update(steps=150, batch_size=64, width=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(["python", "-m", "stages.classifier", "--params",
                            str(tmp_path / "params.yaml"), "--data", str(prepared), "--out",
