@@ -130,6 +130,8 @@ def test_a_judge_of_few_updates_stops_the_classifier_stage_in_one_line(thousand,
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "clf.json").read_text())["still_learning"] == 1
     assert "marked flag_judge_still_learning" in proc.stderr
+    assert "classifier: 3/3 updates (100%)" in proc.stderr  # progress, as train's
+    assert "classifier: update 3/3, test accuracy " in proc.stdout
     _, judge_cfg = clf.load_classifier(tmp_path / "clf.pt")
     assert judge_cfg["still_learning"] is True
     assert "flag_judge_still_learning" in metrics.judge_checks({"fid": 1, "fid_real": 0,

@@ -372,3 +372,7 @@ def test_classifier_and_train_stages_with_fid_during_training(tmp_path, params):
     for name in ("fid", "kid", "kid_std", "inception_score", "class_coverage", "class_kl",
                  "precision", "recall"):
         assert name in scores and f"{name}_real" in scores
+    for name in metrics.JUNK_SCORES:  # junk beside the floor, each kind
+        assert all(f"{name}_junk_{kind}" in scores for kind in metrics.JUNK_KINDS)
+    # progress of the scoring's parts: samples, floor, copies, one per junk kind
+    assert "scoring: 7/7 parts (100%)" in proc.stderr
