@@ -238,15 +238,20 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
                                        len(test_data["classes"]), seed, cfg["batch_size"])
     pixels = np.stack([np.asarray(sample.to_grid_image(x[None], nrow=1, padding=0))
                        for x in images])
-    judge, _ = classifier.load_classifier(repo / "models" / "classifier.pt")
+    judge, judge_cfg = classifier.load_classifier(repo / "models" / "classifier.pt")
     expected = metrics.score_images(data.to_unit_range(pixels, images.shape[-1]), None, judge,
                                     data.load_prepared(repo / "data" / "prepared", "train"),
                                     test_data, EvaluateConfig(**cfg))
     expected["n_samples"] = n
+    expected.update(dict.fromkeys(metrics.judge_checks(expected, judge_cfg), 1))
+    # junk beside the floor, as evaluate writes it: made of the same real images
+    assert {f"{name}_junk_{kind}" for name in metrics.JUNK_SCORES
+            for kind in metrics.JUNK_KINDS} <= set(got)
     assert got == pytest.approx({k: round(v, 6) for k, v in expected.items()}, abs=2e-6)
-    # The floor's real images are evaluate's own: those scores are the stage's to the digit.
-    assert {k: v for k, v in got.items() if k.endswith("_real")} == \
-        {k: v for k, v in written.items() if k.endswith("_real")}
+    # The floor's real images are evaluate's own: those scores are the stage's to the digit,
+    # and so are the junk's, made of them.
+    assert {k: v for k, v in got.items() if k.endswith("_real") or "_junk_" in k} == \
+        {k: v for k, v in written.items() if k.endswith("_real") or "_junk_" in k}
 
 
 @needs_mirror
