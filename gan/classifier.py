@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan import mathops
 from gan.config import ClassifierConfig, to_record
 from gan.data import DeviceBatches
 from gan.errors import GanError
 from gan.io import read_torch
+from gan.progress import progress
 from gan.runtime import seed_everything, select_device
 
 # The version of models/classifier.pt's layout; a file of another version is refused.
@@ -30,12 +32,19 @@ CLASSIFIER_FORMAT = 1
 NUM_FEATURES = 128  # width of the penultimate layer: the feature space of FID, KID, P/R
 ROTATION = "rotation"  # the judge's task without labels; "task" in its checkpoint's config
 ROTATIONS = 4  # its classes: turned by 0, 90, 180 or 270 degrees
+PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019): the k-NN balls of precision/recall
 # A judge must beat chance by more than this, or by more than two standard errors of a
 # guesser's accuracy on the test split (sqrt(c (1 - c) / n)) where that is larger: a pure
 # guesser passes that line about 1 time in 40. 5 points is far below what a judge that
 # learned gains (Fashion-MNIST's: 91.6 % against 10 %) and above the 1 point by which a
 # rotation judge of all-black squares beat its 25 % (26 %).
 CHANCE_MARGIN = 0.05
+# The held-out accuracy is measured after each of CHECKS equal parts of the judge's updates;
+# a judge whose accuracy rose by more than LEARNING_MARGIN (or two standard errors, on a
+# small test split) over the last part is still learning. The one-cycle schedule's last
+# fifth anneals the learning rate to ~0, which a trained judge turns into a point or so.
+CHECKS = 5
+LEARNING_MARGIN = 0.02
 
 
 def is_labelled(classes: list) -> bool:
@@ -103,14 +112,68 @@ def is_at_chance(accuracy: float, chance_accuracy: float, n_predictions: int) ->
     return accuracy <= chance_accuracy + chance_margin(chance_accuracy, n_predictions)
 
 
-def at_chance_error(result: ClassifierResult) -> GanError:
-    """The one line the classifier stage stops with for a judge at chance."""
-    return GanError(f"classifier: {result.score_name.replace('_', ' ')} "
-                    f"{result.test_accuracy:.1%} is within {result.margin:.1%} of chance "
-                    f"({result.chance:.1%}): the judge cannot tell these images apart, so "
-                    f"every score it gave would be noise; try more images, more "
-                    f"classifier.epochs, or other data (classifier.allow_chance: true goes on, "
-                    f"each score marked)")
+def judge_steps(cfg: ClassifierConfig, per_epoch: int) -> int:
+    """The judge's optimizer updates: classifier.steps, or when that is null
+    classifier.epochs passes over the training split (``per_epoch`` batches each), but at
+    least classifier.min_steps. Fashion-MNIST's 60,000 images at batch 128 take 2 x 468 = 936,
+    the updates of the judge before steps existed; a folder of 1,000 images gets 900, some
+    115 passes, where 2 passes would be 14 updates and leave it half-trained."""
+    if cfg.steps is not None:
+        return cfg.steps
+    return max(cfg.epochs * per_epoch, cfg.min_steps)
+
+
+def check_points(steps: int) -> list[int]:
+    """The updates after which the held-out accuracy is measured: the end of each of
+    CHECKS equal parts of the training, the last being ``steps``."""
+    return sorted({max(1, steps * i // CHECKS) for i in range(1, CHECKS + 1)})
+
+
+def learning_margin(accuracy: float, n_predictions: int) -> float:
+    """How much the held-out accuracy may still rise over the last part of the training for
+    the judge to count as trained: LEARNING_MARGIN, or two standard errors of an accuracy
+    over ``n_predictions`` answers if more (a small test split's accuracy moves by chance)."""
+    return max(LEARNING_MARGIN, 2 * math.sqrt(accuracy * (1 - accuracy) / max(1, n_predictions)))
+
+
+def is_still_learning(curve: list[tuple[int, float]], n_predictions: int) -> bool:
+    """Whether the held-out accuracy rose by more than learning_margin over the last part
+    of ``curve`` ([(update, accuracy)], one point per check_points)."""
+    if len(curve) < 2:
+        return False
+    (_, before), (_, last) = curve[-2], curve[-1]
+    return last - before > learning_margin(last, n_predictions)
+
+
+def gate_errors(result: ClassifierResult) -> dict[str, str]:
+    """{gate: its one-line reason} of each gate the judge fails (at_chance, still_learning,
+    blind_to_junk, the keys of its checkpoint's config); empty for a judge fit to score."""
+    name = result.score_name.replace("_", " ")
+    reasons = {}
+    if result.at_chance:
+        reasons["at_chance"] = (
+            f"{name} {result.test_accuracy:.1%} is within {result.margin:.1%} of chance "
+            f"({result.chance:.1%}): the judge cannot tell these images apart, so every "
+            f"score it gave would be noise")
+    if result.still_learning:
+        (_, before), (step, last) = result.curve[-2], result.curve[-1]
+        reasons["still_learning"] = (
+            f"{name} still rose from {before:.1%} to {last:.1%} over the last fifth of its "
+            f"{step} updates (more than {learning_margin(last, result.answers):.1%}): the "
+            f"judge is still learning, and a half-trained judge flatters a generator")
+    if result.blind_to_junk:
+        reasons["blind_to_junk"] = (
+            f"{result.blind_to_junk} junk lies inside the test images' manifold as often as "
+            f"real training images do: the judge cannot tell junk from images, so precision "
+            f"and the other scores would flatter junk")
+    return reasons
+
+
+def gate_error(result: ClassifierResult) -> GanError:
+    """The one line the classifier stage stops with for a judge that fails a gate."""
+    return GanError(f"classifier: {'; '.join(gate_errors(result).values())}; give it more "
+                    f"updates (classifier.steps, or classifier.min_steps), more images, or "
+                    f"other data (classifier.allow_weak: true goes on, each score marked)")
 
 
 @dataclass
@@ -121,12 +184,30 @@ class ClassifierResult:
     score_name: str = "test_accuracy"  # its name: test_accuracy or rotation_accuracy
     chance: float = 0.0  # the accuracy of a judge that learned nothing
     margin: float = 0.0  # how far above it a judge must be (chance_margin)
-    at_chance: bool = False  # not that far: the classifier stage stops unless allow_chance
+    at_chance: bool = False  # not that far: the classifier stage stops unless allow_weak
+    steps: int = 0  # optimizer updates (judge_steps)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (update, held-out accuracy)
+    answers: int = 0  # the answers behind each accuracy (test images, x4 for rotations)
+    still_learning: bool = False  # is_still_learning: the stage stops unless allow_weak
+    blind_to_junk: str = ""  # the junk the judge mistakes for images (set by the stage)
+
+    def mark_weak(self) -> None:
+        """Record the gates failed in the checkpoint, for evaluate and gan-score to mark
+        every score; only the failed ones, so that a fit judge's file keeps its bytes."""
+        config = self.checkpoint["config"]
+        for key, failed in (("at_chance", self.at_chance),
+                            ("still_learning", self.still_learning),
+                            ("blind_to_junk", bool(self.blind_to_junk))):
+            if failed:
+                config[key] = True
 
 
 def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
-                     on_epoch: Callable[[int, float], None] | None = None) -> ClassifierResult:
-    """Fit the judge on a prepared train split; ``on_epoch(epoch, test_accuracy)``.
+                     on_check: Callable[[int, int, float], None] | None = None,
+                     show_progress: bool = False) -> ClassifierResult:
+    """Fit the judge on a prepared train split for judge_steps updates;
+    ``on_check(update, steps, test_accuracy)`` at each of check_points; a progress bar (or
+    lines) on stderr with ``show_progress``.
 
     With one class the judge learns the four rotations of each batch instead (4x the
     images per step) and the accuracy is of the rotations of the test split.
@@ -142,7 +223,7 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
     outputs = len(train_data["classes"]) if labelled else ROTATIONS
     model = Classifier(image_shape, outputs, cfg.width).to(device)
     batches = DeviceBatches(images, labels, cfg.batch_size, cfg.seed, device)
-    steps = cfg.epochs * batches.per_epoch
+    steps = judge_steps(cfg, batches.per_epoch)
     # ATen's fused kernel: fastest, and its square root is ATen's own, where the plain
     # implementations' reaches MKL's vector math, other bits per CPU vendor (gan/mathops.py)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr,
@@ -150,45 +231,51 @@ def train_classifier(cfg: ClassifierConfig, train_data: dict, test_data: dict,
     # One-cycle: a short warm-up then annealing to ~0 is what lets two epochs reach ~92%.
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps,
                                                    pct_start=0.15)
-    accuracy = float("nan")
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        for _ in range(batches.per_epoch):
-            x, y = batches.next()
-            if not labelled:
-                x, y = rotated(x)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        model.eval()
-        accuracy = (classifier_accuracy(model, test_data["images"], test_data["labels"],
-                                        cfg.batch_size) if labelled else
-                    rotation_accuracy(model, test_data["images"], cfg.batch_size))
-        if on_epoch is not None:
-            on_epoch(epoch, accuracy)
-    model.cpu()
+    checks = set(check_points(steps))
+    curve: list[tuple[int, float]] = []
+    model.train()
+    for step in progress(range(1, steps + 1), desc="classifier", unit="update", total=steps,
+                         enabled=show_progress):
+        x, y = batches.next()
+        if not labelled:
+            x, y = rotated(x)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step in checks:  # eval mode draws no random numbers and moves no statistics
+            model.eval()
+            curve.append((step, classifier_accuracy(model, test_data["images"],
+                                                    test_data["labels"], cfg.batch_size)
+                          if labelled else
+                          rotation_accuracy(model, test_data["images"], cfg.batch_size)))
+            model.train()
+            if on_check is not None:
+                on_check(step, steps, curve[-1][1])
+    model.eval().cpu()
+    accuracy = curve[-1][1]
     name = "test_accuracy" if labelled else "rotation_accuracy"
     guess = chance(test_data["labels"], labelled)
     # each rotation of each test image is an answer
     answers = test_data["labels"].numel() * (1 if labelled else ROTATIONS)
-    at_chance = is_at_chance(accuracy, guess, answers)
     config = {"classifier": to_record(cfg), "image_shape": list(image_shape),
               "classes": list(train_data["classes"])}
-    # Each only when so, so that a labelled judge's file stays byte for byte as before.
+    # Only when so, so that a labelled judge's file stays byte for byte as before.
     if not labelled:
         config["task"] = ROTATION
-    if at_chance:  # read by evaluate and gan-score, which mark every score
-        config["at_chance"] = True
     checkpoint = {
         "format": CLASSIFIER_FORMAT,
         "config": config,
         "classifier": {k: v.detach().clone() for k, v in model.state_dict().items()},
         name: accuracy,
     }
-    return ClassifierResult(model, checkpoint, accuracy, name, guess,
-                            chance_margin(guess, answers), at_chance)
+    result = ClassifierResult(model, checkpoint, accuracy, name, guess,
+                              chance_margin(guess, answers),
+                              is_at_chance(accuracy, guess, answers), steps, curve, answers,
+                              is_still_learning(curve, answers))
+    result.mark_weak()
+    return result
 
 
 def load_classifier(path: Path) -> tuple[Classifier, dict]:
@@ -252,3 +339,14 @@ def rotation_accuracy(classifier: nn.Module, images: torch.Tensor,
         right += int((logits.argmax(dim=1) == k).sum())
         total += k.numel()
     return right / total
+
+
+def knn_radii(feats: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1000) -> torch.Tensor:
+    """Distance (N,) from each of ``feats`` (N, F) to its k-th nearest other point."""
+    if feats.shape[0] <= k:
+        raise GanError(f"precision/recall need more than {k} samples, got {feats.shape[0]}")
+    feats = feats.float()
+    # The (k+1)-th smallest distance, the first being the point itself; topk is ~10x faster
+    # than kthvalue on the CPU.
+    return torch.cat([mathops.cdist(part, feats).topk(k + 1, dim=1, largest=False).values[:, -1]
+                      for part in feats.split(chunk)])

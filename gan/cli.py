@@ -29,9 +29,10 @@ MAX_STEPS = 256
 SCORE_USAGE = """Score the PNG/JPEG images of FOLDER (any depth) as the evaluate stage scores
 samples: in the judge's features, against the prepared test split, with N real training
 images as the floor (keys ending in _real; memorised's floor is the test split's own
-share), N being the folder's image count. Images are converted to the judge's channels and
-fitted to its size; evaluate.seed and evaluate.batch_size come from --params when that file
-exists."""
+share), N being the folder's image count, and as many images of each kind of junk (keys
+_junk_<kind>; a score junk fools is flagged flag_<score>_junk). Images are converted to
+the judge's channels and fitted to its size; evaluate.seed and evaluate.batch_size come
+from --params when that file exists."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -213,7 +214,8 @@ def score_command(args: argparse.Namespace) -> str:
     warning = metrics.small_split_warning(test_data["images"].shape[0])
     if warning:  # after the images: an unreadable one is the only line
         print(warning, file=sys.stderr)
-    scores = metrics.score_features(feats, logits, None, judge, train_data, test_data, cfg)
+    scores = metrics.score_features(feats, logits, None, judge, train_data, test_data, cfg,
+                                    show_progress=True)
     flags = metrics.judge_checks(scores, judge_cfg)
     for reason in flags.values():
         print(f"warning: {reason}", file=sys.stderr)
@@ -242,7 +244,8 @@ def _nearest_picture(args: argparse.Namespace, judge, feats: torch.Tensor, paths
                        for i in pairs["samples"].tolist()])
     plots.save_figure(plots.nearest_figure(
         data.to_unit_range(pixels, size), train_data["images"][pairs["train"]],
-        pairs["distance"], pairs["copies"], len(paths)), args.nearest, parents=False)
+        pairs["distance"], pairs["copies"], len(paths), pairs["bound"]), args.nearest,
+        parents=False)
     print(f"gan-score: the {len(pairs['samples'])} images closest to a training image "
           f"-> {args.nearest}", file=sys.stderr)
 

@@ -148,14 +148,18 @@ class PlotConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ClassifierConfig:
+    # optimizer updates; None: gan.classifier.judge_steps' rule (epochs passes, at least
+    # min_steps), so a small folder's judge gets the updates it needs
+    steps: int | None = _opt(None, min=1, max=10_000_000, recorded_when_off=False)
     epochs: int = _opt(min=1, max=1000)
+    min_steps: int = _opt(900, min=1, max=10_000_000, recorded_when_off=False)
     batch_size: int = _opt(min=1, max=65536)
     lr: float = _opt(gt=0.0, max=1.0)
     width: int = _opt(16, min=1, max=1024)
     seed: int = _opt(min=0)
-    # go on with a judge whose test accuracy is within gan.classifier.chance_margin of
-    # chance, every score it feeds marked; false: the classifier stage stops
-    allow_chance: bool = _opt(False, recorded_when_off=False)
+    # go on with a judge that fails a gate of gan.classifier.judge_gates (at chance, still
+    # learning, or blind to junk), every score it feeds marked; false: the stage stops
+    allow_weak: bool = _opt(False, recorded_when_off=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,16 +20,17 @@ from torch import nn
 
 from gan import mathops
 from gan.checkpoint import Trained
-from gan.classifier import extract, is_labelled, label_accuracy
+from gan.classifier import PR_NEIGHBOURS, extract, is_labelled, knn_radii, label_accuracy
 from gan.config import EvaluateConfig, ModelConfig
 from gan.errors import GanError
+from gan.junk import JUNK_KINDS, junk_images
+from gan.progress import progress
 from gan.sample import fixed_latent, generate, grid_labels
 
 # KID's mean and std are over KID_SUBSETS random subsets of KID_SUBSET_SIZE samples (half the
 # smaller set when that is fewer); torchmetrics' 100 subsets cost ~25 s per KID on 2 CPU cores.
 KID_SUBSETS = 20
 KID_SUBSET_SIZE = 1000
-PR_NEIGHBOURS = 3  # k of Kynkäänniemi et al. (2019)
 DC_NEIGHBOURS = 5  # k of Naeem et al. (2020), density and coverage
 MIN_SAMPLES = PR_NEIGHBOURS + 1  # each point needs k others; evaluate.n_samples' minimum
 # Density and coverage need DC_NEIGHBOURS others per real image: the test split's minimum.
@@ -41,10 +42,16 @@ RELIABLE_TEST_IMAGES = 1000
 # A feature distance this small, relative to the training features' mean length, is the
 # same image: float32 convolutions of one image in two batches differ by ~1e-7 of it.
 SAME_IMAGE = 1e-4
+# Training images behind copy_distance, the median distance between training neighbours.
+COPY_SAMPLE = 2000
 # Real training images that cover less than this share of the test split's 5-NN balls, no
 # more than the samples do, mean a judge whose features do not tell image from image
 # (Fashion-MNIST's real images cover 0.97).
 REAL_COVERAGE_MIN = 0.5
+# The scores junk is scored by, and whether more is better: junk at least as good as the
+# real floor (real training images) under one is flagged flag_<score>_junk.
+JUNK_SCORES = {"fid": False, "kid": False, "precision": True, "recall": True,
+               "density": True, "coverage": True}
 
 
 def check_test_split(n_test: int, where: Path) -> None:
@@ -138,17 +145,6 @@ def class_kl(predicted: torch.Tensor, num_classes: int) -> float:
     return float(torch.special.xlogy(share, share * num_classes).sum())
 
 
-def knn_radii(feats: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1000) -> torch.Tensor:
-    """Distance (N,) from each of ``feats`` (N, F) to its k-th nearest other point."""
-    if feats.shape[0] <= k:
-        raise GanError(f"precision/recall need more than {k} samples, got {feats.shape[0]}")
-    feats = feats.float()
-    # The (k+1)-th smallest distance, the first being the point itself; topk is ~10x faster
-    # than kthvalue on the CPU.
-    return torch.cat([mathops.cdist(part, feats).topk(k + 1, dim=1, largest=False).values[:, -1]
-                      for part in feats.split(chunk)])
-
-
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBOURS,
                      real_radii: torch.Tensor | None = None,
                      chunk: int = 1000) -> tuple[float, float]:
@@ -210,28 +206,42 @@ def nearest_other(feats: torch.Tensor, rows: torch.Tensor, chunk: int = 1000) ->
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def copy_distance(train_feats: torch.Tensor, chunk: int = 1000) -> float:
+    """How near training images are to each other: the median distance from a training
+    image to its nearest other one, over COPY_SAMPLE of them (a fixed draw)."""
+    n = train_feats.shape[0]
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:COPY_SAMPLE]
+    return float(nearest_other(train_feats, rows, chunk).median())
+
+
 def copies(train_feats: torch.Tensor, feats: torch.Tensor,
-           chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """For each of ``feats`` (M, F): whether it copies a training image (the test of
-    ``memorised``), its distance to its nearest training image, and that image's index."""
+    ``memorised``), its distance to its nearest training image, and that image's index; and
+    copy_distance, the bound every copy is nearer than."""
     distance, index = nearest(feats, train_feats, chunk)
     needed = index.unique()  # only these training images' own neighbours are needed
     radii = torch.full((train_feats.shape[0],), float("nan"))
     radii[needed] = nearest_other(train_feats, needed, chunk)
+    # Nearer than the training image's own nearest other one (a lone training image's is
+    # far: noise near a pale icon with no twin is not a copy of it), and nearer than
+    # training images typically are to each other.
+    bound = copy_distance(train_feats, chunk)
     # An exact copy is a copy even of a training image with a twin (radius 0), which no
     # image can be nearer than.
     same = distance <= SAME_IMAGE * float(train_feats.float().norm(dim=1).mean())
-    return (distance < radii[index]) | same, distance, index
+    return (distance < radii[index].clamp(max=bound)) | same, distance, index, bound
 
 
 def memorised(train_feats: torch.Tensor, feats: torch.Tensor, chunk: int = 1000) -> float:
     """Share of ``feats`` (M, F) that copy a training image: closer to their nearest
-    training image than that image is to its own nearest other training image.
+    training image than that image is to its own nearest other training image, and than
+    training images typically are to each other (copy_distance).
 
-    The authenticity test of Alaa et al. (2022), each failure counted as a copy, and so is
-    a feature-for-feature copy of a training image that has twins. Real images
-    no model saw (the test split) fail it too, for a share that depends on the data: that
-    share is the floor.
+    The authenticity test of Alaa et al. (2022), each failure counted as a copy, with a
+    bound calibrated on the training images themselves, and a feature-for-feature copy of a
+    training image that has twins counted too. Real images no model saw (the test split)
+    fail it too, for a share that depends on the data: that share is the floor.
     """
     if train_feats.shape[0] < 2:
         raise GanError(f"the memorisation check needs at least 2 training images, got "
@@ -243,7 +253,8 @@ def closest_pairs(classifier: nn.Module, images: torch.Tensor, train_images: tor
                   n: int, batch_size: int = 500) -> dict[str, torch.Tensor | int]:
     """The ``n`` of ``images`` closest to a training image in the judge's features, closest
     first: {"samples": their indices, "train": their nearest training images' indices,
-    "distance": the distances, "copies": how many of all ``images`` count as copies}."""
+    "distance": the distances, "copies": how many of all ``images`` count as copies,
+    "bound": copy_distance, which each copy is nearer than}."""
     train_feats, _ = extract(classifier, train_images, batch_size)
     feats, _ = extract(classifier, images, batch_size)
     return pairs_of_features(train_feats, feats, n)
@@ -252,10 +263,10 @@ def closest_pairs(classifier: nn.Module, images: torch.Tensor, train_images: tor
 def pairs_of_features(train_feats: torch.Tensor, feats: torch.Tensor,
                       n: int) -> dict[str, torch.Tensor | int]:
     """``closest_pairs`` of the judge's features of the training images and of the images."""
-    is_copy, distance, index = copies(train_feats, feats)
+    is_copy, distance, index, bound = copies(train_feats, feats)
     order = distance.argsort(stable=True)[:n]
     return {"samples": order, "train": index[order], "distance": distance[order],
-            "copies": int(is_copy.sum())}
+            "copies": int(is_copy.sum()), "bound": bound}
 
 
 def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, seed: int,
@@ -279,65 +290,138 @@ def quality(real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor, s
 
 
 def evaluate(trained: Trained, classifier: nn.Module, train_data: dict, test_data: dict,
-             cfg: EvaluateConfig) -> dict[str, float]:
+             cfg: EvaluateConfig, show_progress: bool = False) -> dict[str, float]:
     """Scores of ``cfg.n_samples`` generated images against the real test split, and the
     same scores of as many real training images (the floor, keys ending in ``_real``)."""
     images, asked = seeded_samples(trained.generator, cfg.n_samples, trained.model,
                                    len(test_data["classes"]), cfg.seed, cfg.batch_size)
-    return score_images(images, asked, classifier, train_data, test_data, cfg)
+    return score_images(images, asked, classifier, train_data, test_data, cfg, show_progress)
 
 
 def score_images(images: torch.Tensor, asked: torch.Tensor | None, classifier: nn.Module,
-                 train_data: dict, test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
+                 train_data: dict, test_data: dict, cfg: EvaluateConfig,
+                 show_progress: bool = False) -> dict[str, float]:
     """evaluate's scores of CPU images (N, C, S, S) in [-1, 1] (generated, or read from a
     folder by gan-score), with the labels asked for (N,) of a conditional G or None; the
     floor is N real training images (N test images for ``memorised``). cfg.n_samples is
     not read: N is."""
     fake_feats, fake_logits = extract(classifier, images, cfg.batch_size)
     return score_features(fake_feats, fake_logits, asked, classifier, train_data, test_data,
-                          cfg)
+                          cfg, show_progress)
 
 
 def score_features(fake_feats: torch.Tensor, fake_logits: torch.Tensor,
                    asked: torch.Tensor | None, classifier: nn.Module, train_data: dict,
-                   test_data: dict, cfg: EvaluateConfig) -> dict[str, float]:
-    """``score_images`` of the judge's features (N, F) and logits (N, K) of the images."""
+                   test_data: dict, cfg: EvaluateConfig,
+                   show_progress: bool = False) -> dict[str, float]:
+    """``score_images`` of the judge's features (N, F) and logits (N, K) of the images; with
+    ``show_progress`` a bar (or lines) on stderr, one step per part scored."""
     labelled = is_labelled(test_data["classes"])
     n = fake_feats.shape[0]
     test_feats, _ = extract(classifier, test_data["images"], cfg.batch_size)
-    # The test split's k-NN radii, shared by the samples' and the floor's scores.
+    # The test split's k-NN radii, shared by the samples', the floor's and the junk's scores.
     radii = {"real_radii": knn_radii(test_feats),
              "dc_radii": knn_radii(test_feats, DC_NEIGHBOURS)}
-
-    scores = quality(test_feats, fake_feats, fake_logits, cfg.seed, labelled=labelled, **radii)
-
     pick = torch.randperm(train_data["images"].shape[0],
                           generator=torch.Generator().manual_seed(cfg.seed))[:n]
-    real_feats, real_logits = extract(classifier, train_data["images"][pick], cfg.batch_size)
-    floor = quality(test_feats, real_feats, real_logits, cfg.seed, labelled=labelled, **radii)
-    # Copies of training images, against every one of them; the floor here is the share of
-    # as many test images (all of them when N is the split's size or more), images no model
-    # saw: training images would all count as copies.
-    train_feats, _ = extract(classifier, train_data["images"], cfg.batch_size)
-    scores["memorised"] = memorised(train_feats, fake_feats)
-    unseen = torch.randperm(test_feats.shape[0],
-                            generator=torch.Generator().manual_seed(cfg.seed))[:n]
-    floor["memorised"] = memorised(train_feats, test_feats[unseen])
-    if asked is not None and labelled:
-        scores["label_accuracy"] = label_accuracy(fake_logits, asked)
-        floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
+    scores: dict[str, float] = {}
+    floor: dict[str, float] = {}
+    junk: dict[str, float] = {}
+
+    def samples() -> None:
+        scores.update(quality(test_feats, fake_feats, fake_logits, cfg.seed,
+                              labelled=labelled, **radii))
+        if asked is not None and labelled:
+            scores["label_accuracy"] = label_accuracy(fake_logits, asked)
+
+    def real() -> None:
+        real_feats, real_logits = extract(classifier, train_data["images"][pick],
+                                          cfg.batch_size)
+        floor.update(quality(test_feats, real_feats, real_logits, cfg.seed,
+                             labelled=labelled, **radii))
+        if asked is not None and labelled:
+            floor["label_accuracy"] = label_accuracy(real_logits, train_data["labels"][pick])
+
+    def copied() -> None:
+        # Copies of training images, against every one of them; the floor here is the
+        # share of as many test images (all of them when N is the split's size or more),
+        # images no model saw: training images would all count as copies.
+        train_feats, _ = extract(classifier, train_data["images"], cfg.batch_size)
+        scores["memorised"] = memorised(train_feats, fake_feats)
+        unseen = torch.randperm(test_feats.shape[0],
+                                generator=torch.Generator().manual_seed(cfg.seed))[:n]
+        floor["memorised"] = memorised(train_feats, test_feats[unseen])
+
+    def junk_of(kind: str) -> Callable[[], None]:
+        return lambda: junk.update(junk_scores(classifier, train_data["images"][pick],
+                                               test_feats, cfg, kinds=(kind,), **radii))
+
+    parts = [samples, real, copied, *(junk_of(kind) for kind in JUNK_KINDS)]
+    for part in progress(parts, desc="scoring", unit="part", total=len(parts),
+                         enabled=show_progress):
+        part()
     return {"n_samples": n, **scores,
-            **{f"{name}_real": value for name, value in floor.items()}}
+            **{f"{name}_real": value for name, value in floor.items()}, **junk}
+
+
+def junk_scores(classifier: nn.Module, real: torch.Tensor, test_feats: torch.Tensor,
+                cfg: EvaluateConfig, real_radii: torch.Tensor, dc_radii: torch.Tensor,
+                kinds: tuple[str, ...] = JUNK_KINDS) -> dict[str, float]:
+    """{<score>_junk_<kind>: value} of JUNK_SCORES for each of ``kinds``, as many junk
+    images as ``real`` (the floor's real training images, which blurred and shuffled are
+    made of: the test images, blurred, would be scored against themselves), seeded by
+    cfg.seed, against the test features."""
+    out = {}
+    for kind in kinds:
+        feats, _ = extract(classifier, junk_images(real, kind, cfg.seed), cfg.batch_size)
+        precision, recall = precision_recall(test_feats, feats, real_radii=real_radii)
+        density, coverage = density_coverage(test_feats, feats, real_radii=dc_radii)
+        values = {"fid": fid(test_feats, feats), "kid": kid(test_feats, feats, cfg.seed)[0],
+                  "precision": precision, "recall": recall, "density": density,
+                  "coverage": coverage}
+        out.update({f"{name}_junk_{kind}": values[name] for name in JUNK_SCORES})
+    return out
+
+
+def junk_checks(scores: dict[str, float]) -> dict[str, str]:
+    """{flag_<score>_junk: one-line reason} for each of JUNK_SCORES under which some junk
+    scores as well as the real training images (the floor) or better: that score cannot
+    tell junk from images here, so it says nothing of a generator."""
+    flags = {}
+    for name, higher_is_better in JUNK_SCORES.items():
+        real = scores.get(f"{name}_real")
+        if real is None:
+            continue
+        fooled = {kind: scores[f"{name}_junk_{kind}"] for kind in JUNK_KINDS
+                  if f"{name}_junk_{kind}" in scores
+                  and (scores[f"{name}_junk_{kind}"] >= real if higher_is_better
+                       else scores[f"{name}_junk_{kind}"] <= real)}
+        if fooled:
+            said = ", ".join(f"{kind} {value:.4g}" for kind, value in fooled.items())
+            flags[f"flag_{name}_junk"] = (
+                f"{name}: junk scores as well as real training images ({said}; real "
+                f"{real:.4g}): {name} cannot tell junk from images under this judge, so it "
+                f"says nothing of the generator")
+    return flags
 
 
 def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
     """{flag: one-line reason} for readings no generator can cause, which mean that the judge
-    cannot separate these images: eval.json and gan-score write each flag as 1."""
+    cannot separate these images, and for scores that junk fools (junk_checks): eval.json
+    and gan-score write each flag as 1."""
     flags = {}
     if judge_cfg.get("at_chance"):
         flags["flag_judge_at_chance"] = (
-            "classifier.allow_chance: the judge was no better than chance on the test split; "
+            "classifier.allow_weak: the judge was no better than chance on the test split; "
             "every score here is noise")
+    if judge_cfg.get("still_learning"):
+        flags["flag_judge_still_learning"] = (
+            "classifier.allow_weak: the judge was still learning at its last update; every "
+            "score here flatters the generator")
+    if judge_cfg.get("blind_to_junk"):
+        flags["flag_judge_blind_to_junk"] = (
+            "classifier.allow_weak: the judge could not tell noise or flat images from real "
+            "ones; every score here may flatter junk")
     if scores["fid"] < scores["fid_real"]:
         flags["flag_fid_below_real"] = (
             f"FID {scores['fid']:.2f} is below the real training images' "
@@ -355,7 +439,7 @@ def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
             f"class_coverage of real training images is {scores['class_coverage_real']:.2f}: "
             f"the judge cannot separate these classes (or they are very unequal), so the "
             f"class scores say nothing of the generator")
-    return flags
+    return {**flags, **junk_checks(scores)}
 
 
 def collapse_warning(scores: dict[str, float]) -> str | None:

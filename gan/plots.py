@@ -89,10 +89,11 @@ def _show(ax: plt.Axes, image: torch.Tensor) -> None:
 
 
 def nearest_figure(samples: torch.Tensor, nearest: torch.Tensor, distance: torch.Tensor,
-                   copies: int, pool: int, dpi: int = 100) -> plt.Figure:
+                   copies: int, pool: int, bound: float, dpi: int = 100) -> plt.Figure:
     """Samples (n, C, H, W) above their nearest training images, each pair titled with its
     distance in the judge's features; ``copies`` of the ``pool`` samples searched lie
-    closer to their training image than it lies to its own nearest other one."""
+    closer to their training image than it lies to its own nearest other one and than
+    ``bound``, how near training images typically are to each other (metrics.copies)."""
     n = samples.shape[0]
     fig, axes = plt.subplots(2, n, figsize=(0.9 * n + 0.6, 2.6), dpi=dpi, squeeze=False)
     for i in range(n):
@@ -102,8 +103,9 @@ def nearest_figure(samples: torch.Tensor, nearest: torch.Tensor, distance: torch
     axes[0, 0].set_ylabel("sample", fontsize=8)
     axes[1, 0].set_ylabel("train", fontsize=8)
     fig.suptitle(f"The {n} of {pool} samples closest to a training image (distance in the "
-                 f"judge's features). {copies} of {pool} count as copies: nearer their "
-                 f"training image than it is to any other", fontsize=9)
+                 f"judge's features).\n{copies} of {pool} count as copies: nearer their "
+                 f"training image than it is to any other, and than training images\ntypically "
+                 f"are to each other (median {bound:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,8 @@
 """Stage classifier: the small CNN whose features and labels score generated images.
 
 Data of one class trains the rotation judge instead, and its accuracy is reported as
-rotation_accuracy (gan.classifier).
+rotation_accuracy (gan.classifier). A judge at chance, still learning at its last update, or
+unable to tell junk from images stops the stage (gan.classifier.gate_errors).
 """
 
 import sys
@@ -13,7 +14,7 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 import time
 from pathlib import Path
 
-from gan import classifier, data
+from gan import classifier, data, junk
 from gan.config import load_section, read_params
 from gan.io import save_torch, write_json
 from stages import common
@@ -35,20 +36,25 @@ def main() -> None:
 
     start = time.perf_counter()
     result = classifier.train_classifier(
-        cfg, train_data, test_data,
-        on_epoch=lambda epoch, acc: print(f"classifier: epoch {epoch}/{cfg.epochs}, "
-                                          f"{name} {acc:.4f}", flush=True))
-    if result.at_chance and not cfg.allow_chance:
-        raise classifier.at_chance_error(result)
+        cfg, train_data, test_data, show_progress=True,
+        on_check=lambda step, steps, acc: print(f"classifier: update {step}/{steps}, "
+                                                f"{name} {acc:.4f}", flush=True))
+    result.blind_to_junk = junk.blind_to_junk(result.classifier, train_data, test_data,
+                                                 cfg.seed, cfg.batch_size)
+    result.mark_weak()
+    reasons = classifier.gate_errors(result)
+    if reasons and not cfg.allow_weak:
+        raise classifier.gate_error(result)
     save_torch(result.checkpoint, args.out)
     scores = {result.score_name: round(result.test_accuracy, 6)}
-    if result.at_chance:  # only then: a judge that learned keeps its metrics file's bytes
-        scores["at_chance"] = 1
-        print("warning: classifier.allow_chance: the judge is no better than chance; every "
-              "score of evaluate and gan-score is marked flag_judge_at_chance", file=sys.stderr)
+    # Each only when so: a judge that passes keeps its metrics file's bytes.
+    for gate, reason in reasons.items():
+        scores[gate] = 1
+        print(f"warning: classifier.allow_weak: {reason}; every score of evaluate and "
+              f"gan-score is marked flag_judge_{gate}", file=sys.stderr)
     write_json(scores, args.metrics)
     print(f"classifier: {result.score_name.replace('_', ' ')} {result.test_accuracy:.2%} "
-          f"after {cfg.epochs} epochs "
+          f"after {result.steps} updates "
           f"({time.perf_counter() - start:.0f} s) -> {args.out}")
 
 

@@ -1,5 +1,7 @@
 """Stage evaluate: FID, KID, IS, class coverage, precision/recall, density/coverage and the
-share of copied training images (memorised) of generated images.
+share of copied training images (memorised) of generated images, beside the same scores of
+real training images (the floor, ``_real``) and of junk (``_junk_<kind>``, gan.junk); a
+score under which junk looks as good as real images is flagged ``flag_<score>_junk``.
 
 Data of one class has no class scores (IS, coverage, KL, label accuracy): see gan.metrics.
 """
@@ -42,7 +44,8 @@ def main() -> None:
         print(warning)
     start = time.perf_counter()
     scores = metrics.evaluate(trained, judge.to(device),
-                              data.load_prepared(args.data, "train"), test_data, cfg)
+                              data.load_prepared(args.data, "train"), test_data, cfg,
+                              show_progress=True)
     flags = metrics.judge_checks(scores, judge_cfg)
     write_json({k: round(v, 6) for k, v in {**scores, **dict.fromkeys(flags, 1)}.items()},
                args.out)

@@ -46,7 +46,8 @@ def main() -> None:
     train = data.load_prepared(args.data, "train")["images"]
     pairs = metrics.closest_pairs(judge, pool, train, cfg.nearest)
     plots.save_figure(plots.nearest_figure(pool[pairs["samples"]], train[pairs["train"]],
-                                           pairs["distance"], pairs["copies"], cfg.nearest_pool),
+                                           pairs["distance"], pairs["copies"], cfg.nearest_pool,
+                                           pairs["bound"]),
                       args.pictures / "nearest_train.png")
     terms = sample.arithmetic_images(generator, model, cfg.arithmetic_seed)
     plots.save_figure(plots.arithmetic_figure(terms), args.pictures / "arithmetic.png")

@@ -244,7 +244,8 @@ def tiny_params(path: Path, data: dict | None = None) -> None:
     params["model"].update(arch="mlp")
     params["train"].update(steps=6, log_every=2, batch_size=32, device="cpu")
     params["sample"].update(n=16, nearest_pool=64)
-    params["classifier"].update(epochs=1, batch_size=256, width=4)
+    # a judge that passes its gates (gan.classifier.gate_errors) in a few seconds
+    params["classifier"].update(steps=60, batch_size=64, width=4)
     params["evaluate"].update(n_samples=200, train_fid_samples=100)
     params["train"].update(eval_every=3)  # the FID curve: points at steps 3 and 6
     # one thread per stage, as the test workers (above): portable mode's bits hold at any

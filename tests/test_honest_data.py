@@ -227,7 +227,7 @@ def test_a_judge_at_chance_stops_the_classifier_stage(tmp_path, monkeypatch):
     torch.save(tiny_split(n=64), prep / "train.pt")  # random blobs: nothing to learn
     torch.save(tiny_split(n=40, seed=1), prep / "test.pt")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["classifier"].update(epochs=1, batch_size=16, width=4)
+    params["classifier"].update(steps=4, batch_size=16, width=4)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.setattr(sys, "argv", ["classifier", "--params", str(tmp_path / "params.yaml"),
                                       "--data", str(prep), "--out", str(tmp_path / "clf.pt"),
@@ -237,7 +237,7 @@ def test_a_judge_at_chance_stops_the_classifier_stage(tmp_path, monkeypatch):
     said = str(error.value)
     assert said.startswith("classifier: test accuracy ") and "\n" not in said
     assert "of chance (10.0%): the judge cannot tell these images apart" in said
-    assert "classifier.allow_chance: true" in said
+    assert "classifier.allow_weak: true" in said
     assert not (tmp_path / "clf.pt").exists() and not (tmp_path / "clf.json").exists()
 
 
@@ -276,6 +276,6 @@ def test_an_exact_copy_of_a_twinned_training_image_is_memorised():
     train[1] = train[0]  # twins: the nearest other image of either is at distance 0
     samples = torch.stack([train[0] + 1e-9, train[5], torch.randn(8, generator=gen,
                                                                   dtype=torch.float64) * 9])
-    is_copy, _, _ = metrics.copies(train, samples)
+    is_copy, _, _, _ = metrics.copies(train, samples)
     assert is_copy.tolist() == [True, True, False]  # before, the twin's copy was not one
     assert metrics.memorised(train, samples[:1]) == 1.0

@@ -66,7 +66,7 @@ def golden_params(path: Path) -> None:
     params["train"].update(steps=8, batch_size=16, log_every=4, eval_every=0,
                            snapshot_every=0, device="cpu")
     params["resume"].update(checkpoint_every=0, store="off")
-    params["classifier"].update(epochs=2, batch_size=16, width=4)
+    params["classifier"].update(steps=60, batch_size=16, width=4)
     params["evaluate"].update(n_samples=48, batch_size=24, train_fid_samples=16)
     params["numerics"] = {"portable": True, "threads": NumericsConfig().threads}
     path.write_text(yaml.safe_dump(params, sort_keys=False))

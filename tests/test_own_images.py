@@ -70,7 +70,7 @@ def test_rotated_turns_each_image_four_ways():
 
 
 def test_one_class_trains_the_rotation_judge_and_drops_class_scores(tmp_path):
-    cfg = ClassifierConfig(epochs=1, batch_size=16, lr=3e-3, width=4, seed=0)
+    cfg = ClassifierConfig(epochs=1, min_steps=1, batch_size=16, lr=3e-3, width=4, seed=0)
     train, test = one_class(tiny_split(64)), one_class(tiny_split(32, seed=1))
     result = classifier.train_classifier(cfg, train, test)
     assert result.score_name == "rotation_accuracy"
@@ -89,7 +89,7 @@ def test_one_class_trains_the_rotation_judge_and_drops_class_scores(tmp_path):
 
 
 def test_labelled_data_keeps_the_classifier_and_its_class_scores():
-    cfg = ClassifierConfig(epochs=1, batch_size=16, lr=3e-3, width=4, seed=0)
+    cfg = ClassifierConfig(epochs=1, min_steps=1, batch_size=16, lr=3e-3, width=4, seed=0)
     result = classifier.train_classifier(cfg, tiny_split(64), tiny_split(32, seed=1))
     assert result.score_name == "test_accuracy" and "task" not in result.checkpoint["config"]
     assert set(result.checkpoint) == {"format", "config", "classifier", "test_accuracy"}
@@ -109,7 +109,7 @@ def test_rotation_judge_learns_real_images(tmp_path):
     data.download(data.IMAGE_FOLDER, raw, path=str(tmp_path / "images"))
     data.prepare(data.IMAGE_FOLDER, raw, prepared, 28)
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["classifier"].update(epochs=2, batch_size=64, width=8)
+    params["classifier"].update(steps=150, batch_size=64, width=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(["python", "-m", "stages.classifier", "--params",
                            str(tmp_path / "params.yaml"), "--data", str(prepared), "--out",
@@ -239,15 +239,20 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
                                        len(test_data["classes"]), seed, cfg["batch_size"])
     pixels = np.stack([np.asarray(sample.to_grid_image(x[None], nrow=1, padding=0))
                        for x in images])
-    judge, _ = classifier.load_classifier(repo / "models" / "classifier.pt")
+    judge, judge_cfg = classifier.load_classifier(repo / "models" / "classifier.pt")
     expected = metrics.score_images(data.to_unit_range(pixels, images.shape[-1]), None, judge,
                                     data.load_prepared(repo / "data" / "prepared", "train"),
                                     test_data, EvaluateConfig(**cfg))
     expected["n_samples"] = n
+    expected.update(dict.fromkeys(metrics.judge_checks(expected, judge_cfg), 1))
+    # junk beside the floor, as evaluate writes it: made of the same real images
+    assert {f"{name}_junk_{kind}" for name in metrics.JUNK_SCORES
+            for kind in metrics.JUNK_KINDS} <= set(got)
     assert got == pytest.approx({k: round(v, 6) for k, v in expected.items()}, abs=2e-6)
-    # The floor's real images are evaluate's own: those scores are the stage's to the digit.
-    assert {k: v for k, v in got.items() if k.endswith("_real")} == \
-        {k: v for k, v in written.items() if k.endswith("_real")}
+    # The floor's real images are evaluate's own: those scores are the stage's to the digit,
+    # and so are the junk's, made of them.
+    assert {k: v for k, v in got.items() if k.endswith("_real") or "_junk_" in k} == \
+        {k: v for k, v in written.items() if k.endswith("_real") or "_junk_" in k}
 
 
 @needs_mirror

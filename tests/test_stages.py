@@ -111,7 +111,8 @@ def test_train_sample_plot_stages_on_tiny_data(tmp_path, params):
     pictures = tmp_path / "pictures"
     from gan.classifier import train_classifier
     from gan.config import ClassifierConfig
-    judge = train_classifier(ClassifierConfig(epochs=1, batch_size=16, lr=1e-3, width=4, seed=0),
+    judge = train_classifier(ClassifierConfig(epochs=1, min_steps=1, batch_size=16, lr=1e-3,
+                                              width=4, seed=0),
                              tiny_split(), tiny_split(n=40, seed=1))
     torch.save(judge.checkpoint, tmp_path / "judge.pt")
     proc = run_stage("sample", *p, "--checkpoint", str(ckpt), "--data", str(prepared),
