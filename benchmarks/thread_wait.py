@@ -4,14 +4,15 @@ on an idle machine and beside other work.
 The stages pin ``numerics.threads`` threads (2 by default). When the machine's cores are
 also busy with other work (another run, a test suite), OpenMP threads that spin while they
 wait for each other take turns with that work and every parallel region waits for its
-slowest thread. gan/numerics.py sets ``OMP_WAIT_POLICY=PASSIVE`` (sleep when waiting) unless
-the environment says otherwise; this measures what that costs idle and saves when loaded.
-Policies: ``spin`` is libgomp's own default (spin 300,000 rounds, then sleep: what an unset
-environment gave before), ``passive`` the project's, ``one thread`` a single thread (no
-waiting at all, and other bits). The load is ``--load`` processes each spinning on a core.
-Rounds alternate policies, so all see the same machine.
+slowest thread. gan/numerics.py has them sleep when they wait (``OMP_WAIT_POLICY=PASSIVE``)
+when other work wants the cores as a stage starts, and leaves libgomp's spinning otherwise,
+unless the environment says how to wait. Policies: ``auto`` (what the stages do), ``spin``
+(libgomp's default: spin 300,000 rounds, then sleep), ``passive`` (sleep at once), ``one
+thread`` (no waiting at all, and other bits), and ``spin N`` for each of ``--spins``. The
+load is ``--load`` processes each spinning on a core. Rounds alternate policies, so all see
+the same machine.
 
-    python -m benchmarks.thread_wait [--arch dcgan] [--rounds 3] [--load 2]
+    python -m benchmarks.thread_wait [--arch dcgan] [--rounds 3] [--load 2] [--spins 3000,30000]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from gan import numerics
 
 POLICIES = {
+    "auto": {},  # what the stages do: gan.numerics.pin_environment decides
     "spin": {"GOMP_SPINCOUNT": "300000"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "one thread": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -61,7 +63,10 @@ def main() -> None:
     p.add_argument("--window", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=3, help="timed windows (median is used)")
     p.add_argument("--load", type=int, default=2, help="spinning processes of the loaded runs")
+    p.add_argument("--spins", default="", help="also these GOMP_SPINCOUNT values, e.g. 3000,30000")
     args = p.parse_args()
+    for count in filter(None, args.spins.split(",")):
+        POLICIES[f"spin {count}"] = {"GOMP_SPINCOUNT": count}
     with tempfile.TemporaryDirectory() as scratch:
         raw = yaml.safe_load(args.params.read_text())
         raw["numerics"]["threads"] = 1

@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from gan import mathops
 from gan.classifier import extract, knn_radii
@@ -39,12 +40,14 @@ def junk_images(images: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
     if kind == "constant":  # black, white and every grey (or colour) between
         return (torch.rand(n, channels, 1, 1, generator=gen) * 2 - 1).expand(
             images.shape).contiguous()
-    if kind == "blurred":
-        from torchvision.transforms.functional import gaussian_blur
-
+    if kind == "blurred":  # torchvision's gaussian_blur, its kernel's exp by gan.mathops
         sigma = BLUR_SIGMA * size
-        kernel = 2 * math.ceil(3 * sigma) + 1
-        return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+        half = math.ceil(3 * sigma)
+        pdf = mathops.exp(-0.5 * (torch.linspace(-half, half, 2 * half + 1) / sigma) ** 2)
+        line = pdf / pdf.sum()
+        weight = (line[:, None] * line[None, :]).expand(channels, 1, -1, -1)
+        padded = F.pad(images, [half] * 4, mode="reflect")
+        return F.conv2d(padded, weight.to(images.dtype), groups=channels)
     if kind == "shuffled":
         side = size // SHUFFLE_GRID
         out = images.clone()

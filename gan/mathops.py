@@ -14,8 +14,9 @@ or IEEE arithmetic decide alone:
   optimizer's) there;
 - ``cdist`` from one matrix product (MKL's COMPATIBLE path agrees across vendors) and that
   square root;
-- ``log``, ``acos`` and ``sin`` of the few values that need them (the inception score's
-  class marginal, the latent walk's angles), by Python's math module, element by element.
+- ``log``, ``exp``, ``acos`` and ``sin`` of the few values that need them (the inception
+  score's class marginal, the blur kernel of evaluate's junk, the latent walk's angles), by
+  Python's math module, element by element.
 
 Native mode calls torch's own functions, its fastest. ``watch`` lists the vector-math
 operations a piece of code reaches; the tests run the pipeline's parts under it.
@@ -103,6 +104,11 @@ def log(x: torch.Tensor) -> torch.Tensor:
     """Natural log of a few values (no gradient); portable: Python's, element by element."""
     return _per_element(lambda v: math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan),
                         torch.log, x)
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """exp of a few values (no gradient); portable: Python's, element by element."""
+    return _per_element(math.exp, torch.exp, x)
 
 
 def acos(x: torch.Tensor) -> torch.Tensor:

@@ -70,12 +70,34 @@ def portable_environment(threads: int) -> dict[str, str]:
     }
 
 
+def others_running(reads: int = 5, gap: float = 0.01) -> int:
+    """How many other tasks want a core right now: /proc/stat's ``procs_running`` less this
+    process, the median of a few reads (0 where /proc/stat cannot be read)."""
+    import statistics
+    import time
+
+    counts = []
+    for i in range(reads):
+        try:
+            text = Path("/proc/stat").read_text()
+        except OSError:
+            return 0
+        counts += [int(line.split()[1]) for line in text.splitlines()
+                   if line.startswith("procs_running ")]
+        if i + 1 < reads:
+            time.sleep(gap)
+    return max(0, int(statistics.median(counts)) - 1) if counts else 0
+
+
 def pin_environment(portable: bool, threads: int) -> None:
-    """Set portable mode's variables in this process (and every process it starts); in
-    either mode, OpenMP's threads sleep when they wait unless the environment says how they
-    wait: spinning, they take the cores from each other and from the machine's other work
-    (docs/performance.md, "Threads on a busy machine"). The wait changes no bits."""
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    """Set portable mode's variables in this process (and every process it starts). In
+    either mode, when other work wants the cores as the stage starts, OpenMP's threads sleep
+    when they wait instead of spinning, unless the environment says how they wait: spinning
+    beside other work, they take turns with it and every parallel region waits for the
+    slowest; on an idle machine spinning is faster (docs/performance.md, "Threads on a busy
+    machine"). The wait changes no bits."""
+    if ("OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+            and others_running() > 0):
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     if portable:
         for name in OVERRIDDEN:
@@ -268,7 +290,7 @@ def _elementwise(gen: Any) -> dict[str, str]:
         out[name] = _digest(y, leaf.grad)
     positive = x.abs().double() + 0.01
     out["sqrt"] = _digest(mathops.sqrt(positive), mathops.sqrt(positive.float()))
-    out["log"] = _digest(mathops.log(positive[:64]))
+    out["log_exp"] = _digest(mathops.log(positive[:64]), mathops.exp(x[:64]))
     out["acos_sin"] = _digest(mathops.acos(x[:64].clamp(-1, 1)), mathops.sin(x[:64]))
     images = torch.rand(8, 1, 28, 28, generator=gen) * 2 - 1
     out["interpolate"] = _digest(torch.nn.functional.interpolate(

@@ -84,8 +84,8 @@ def _process_starters():
 def pytest_runtest_protocol(item, nextitem):
     """The two layers of tests: ``@pytest.mark.integration`` tests run stages, DVC, queues,
     torchrun and real kills; every other test (its fixtures included) computes in this
-    process, and starting a process there fails at once. `pytest -m "not integration"` is
-    the fast loop (README, "Running the tests")."""
+    process, and starting a process there fails at once. `pytest -m "not integration and
+    not slow"` is the fast loop (README, "Running the tests")."""
     if item.get_closest_marker("integration"):
         yield
         return

@@ -166,6 +166,20 @@ def test_pins_win_over_the_environment(monkeypatch):
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["OMP_NUM_THREADS"] == "2"
 
 
+@pytest.mark.integration
+def test_others_running_reads_proc_stat():
+    assert numerics.others_running(reads=3, gap=0.0) >= 0  # this machine's count
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert numerics.others_running(reads=5, gap=0.02) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def test_portable_mode_removes_the_variables_that_would_change_threads_or_kernels(
         monkeypatch):
     for name in numerics.OVERRIDDEN:
@@ -184,12 +198,15 @@ def test_native_mode_leaves_the_environment_alone(monkeypatch):
     assert os.environ["OMP_THREAD_LIMIT"] == "1"
 
 
-def test_waiting_threads_sleep_unless_the_environment_says_otherwise(monkeypatch):
+def test_waiting_threads_sleep_on_a_busy_machine_unless_the_environment_says_otherwise(
+        monkeypatch):
     for portable in (True, False):
-        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-        numerics.pin_environment(portable, 2)
-        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        for others, policy in ((0, None), (3, "PASSIVE")):
+            monkeypatch.setattr(numerics, "others_running", lambda n=others: n)
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+            monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+            numerics.pin_environment(portable, 2)
+            assert os.environ.get("OMP_WAIT_POLICY") == policy
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     numerics.pin_environment(True, 2)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
