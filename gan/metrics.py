@@ -420,8 +420,8 @@ def judge_checks(scores: dict[str, float], judge_cfg: dict) -> dict[str, str]:
             "score here flatters the generator")
     if judge_cfg.get("blind_to_junk"):
         flags["flag_judge_blind_to_junk"] = (
-            "classifier.allow_weak: the judge could not tell noise or flat images from real "
-            "ones; every score here may flatter junk")
+            "classifier.allow_weak: the judge could not tell noise from real images; "
+            "every score here may flatter junk")
     if scores["fid"] < scores["fid_real"]:
         flags["flag_fid_below_real"] = (
             f"FID {scores['fid']:.2f} is below the real training images' "
