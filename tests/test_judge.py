@@ -147,8 +147,7 @@ def test_a_judge_blind_to_junk_is_caught():
     with torch.no_grad():
         for p in judge.body.parameters():
             p.zero_()
-    assert junk.blind_to_junk(judge, split, tiny_split(32, seed=1), 0, 16) == \
-        "noise and constant"
+    assert junk.blind_to_junk(judge, split, tiny_split(32, seed=1), 0, 16) == "noise"
 
 
 # --- junk --------------------------------------------------------------------------------------
