@@ -260,7 +260,8 @@ def test_readings_no_generator_can_cause_are_the_judges():
     black = {**committed, "fid": 0.0, "fid_real": 0.15, "coverage": 0.0, "coverage_real": 0.0,
              "class_coverage_real": 0.27}
     flags = metrics.judge_checks(black, {"at_chance": True})
-    assert sorted(flags) == ["flag_fid_below_real", "flag_judge_at_chance",
+    assert sorted(f for f in flags if not f.endswith("_junk")) == ["flag_fid_below_real",
+                                                                  "flag_judge_at_chance",
                              "flag_real_class_coverage_low", "flag_real_coverage_low"]
     # the generator is blamed only for what real images do better
     assert metrics.collapse_warning({"class_coverage": 0.0, "class_coverage_real": 0.0}) is None
