@@ -8,6 +8,7 @@ is once the command runs.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -15,8 +16,21 @@ import sys
 def _run(prog: str, module: str, function: str) -> int:
     """Import ``module`` and return what its ``function`` returns; Ctrl-C at any moment is
     ``<prog>: interrupted`` on stderr and 130 (the shell's code for it)."""
+    def leave(signum, frame) -> None:
+        # Ctrl-C inside an extension's own import does not come out as KeyboardInterrupt
+        # (NumPy turns it into an ImportError that names datetime), so while the modules
+        # load, the handler leaves at once: nothing has been written yet.
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, leave)
     try:
-        return getattr(importlib.import_module(module), function)()
+        command = getattr(importlib.import_module(module), function)
+    finally:
+        if signal.getsignal(signal.SIGINT) is leave:  # unless an import set its own
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return command()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback either
         print(f"{prog}: interrupted", file=sys.stderr)

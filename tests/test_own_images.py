@@ -314,7 +314,9 @@ def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
     set_params(repo, data={"dataset": "image_folder", "path": "rgb", "image_size": 64},
                model={"arch": "dcgan", "g_channels": 4, "d_channels": 4},
                train={"steps": 4, "batch_size": 16, "eval_every": 2},
-               classifier={"batch_size": 32}, sample={"n": 4, "real_vs_fake": 4})
+               # 120 images make a weak judge; its gates are tested apart
+               classifier={"batch_size": 32, "allow_weak": True},
+               sample={"n": 4, "real_vs_fake": 4})
     out = sh(repo, "dvc", "repro").stdout
     assert ran(out, "train") and ran(out, "evaluate"), out
     prepared = json.loads((repo / "metrics" / "data.json").read_text())
@@ -325,11 +327,14 @@ def test_rgb_64_folder_trains_the_dcgan_end_to_end(tmp_path):
         assert grid.mode == "RGB"
     scores = json.loads((repo / "metrics" / "eval.json").read_text())
     assert "class_coverage" in scores  # labelled by its class folders
-    assert list(json.loads((repo / "metrics" / "classifier.json").read_text())) == \
-        ["test_accuracy"]
+    judged = json.loads((repo / "metrics" / "classifier.json").read_text())
+    assert "test_accuracy" in judged and "rotation_accuracy" not in judged
     sh(repo, "gan-sample", "images", "models/gan.pt", "-o", "samples", "--n", "8")
     got = json.loads(sh(repo, "gan-score", "samples", "--json").stdout)
-    assert list(got) == sorted(scores)
+    def scored(keys):  # the flags depend on how many images are scored (8 here)
+        return sorted(k for k in keys if not k.startswith("flag_"))
+
+    assert scored(got) == scored(scores)
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "run")
     (repo / "rgb" / "Bag").rename(repo / "rgb" / "Bag2")  # a renamed class folder
