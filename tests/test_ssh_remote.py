@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_queue import experiments, sh, start_queue, stop_everything, wait_for_queue
+from test_queue import experiments, run, sh, start_queue, stop_everything, wait_for_queue
 
 from conftest import END_TO_END, ROOT, VENV, shell_env, tiny_project
 
@@ -276,7 +277,7 @@ def test_a_sweep_over_ssh_meets_on_a_third_clone(team, server, tmp_path):
         assert sorted(exp["lr"] for exp in found) == sorted(halves.values()), found
         assert all(exp["step"] == 6 for exp in found), found
 
-        report = yaml.safe_load(sh(laptop, "gan-compare", "--json", "--metric", "fid"))
+        report = json.loads(run(laptop, "gan-compare", "--json", "--metric", "fid").stdout)
         committed = yaml.safe_load((laptop / "params.yaml").read_text())["train"]["lr"]
         assert report["differing_params"] == ["train.lr"], report
         groups = {str(g["params"]["train.lr"]): g for g in report["groups"]}
@@ -307,11 +308,13 @@ def test_a_push_killed_half_way_is_pushed_again(team, server):
     proc = subprocess.Popen(["dvc", "push", "-r", "killed"], cwd=seed, env=shell_env(VENV),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and len(objects(killed)) < 20:
-        assert time.monotonic() < deadline, "the push sent nothing in 120 s"
-        time.sleep(0.02)
-    proc.kill()
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and len(objects(killed)) < 20:
+            assert time.monotonic() < deadline, "the push sent nothing in 120 s"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
     assert proc.wait() == -9, "the push ended before it could be killed half-way"
 
     arrived = len(objects(killed))
