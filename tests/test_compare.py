@@ -428,7 +428,7 @@ def test_readmes_sweep_line_queues_each_seed_of_each_setting_and_nothing_else(tm
     seeds share the prepared data and the judge."""
     from dvc.repo import Repo
 
-    from gan.queue import read_params
+    from gan.queue.params import read_params
 
     line = next(line for line in (ROOT / "README.md").read_text().splitlines()
                 if line.startswith("dvc exp run --queue -S 'seed=range("))
