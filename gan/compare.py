@@ -12,7 +12,8 @@ the 95 % interval of that mean, Student's t with n - 1 degrees of freedom. Betwe
 groups: the difference of means with its 95 % interval from Welch's t (unequal variances,
 Welch-Satterthwaite degrees of freedom), called significant when that interval leaves out
 zero (p < 0.05, two-sided); both from scipy.stats. The statistics are pure functions of lists
-of numbers; DVC is read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``.
+of numbers; DVC is read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``,
+through ``gan.dvc_internals`` (the repository, ``dvc exp show``'s rows, commits' files).
 """
 
 from __future__ import annotations
