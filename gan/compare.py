@@ -12,7 +12,8 @@ the 95 % interval of that mean, Student's t with n - 1 degrees of freedom. Betwe
 groups: the difference of means with its 95 % interval from Welch's t (unequal variances,
 Welch-Satterthwaite degrees of freedom), called significant when that interval leaves out
 zero (p < 0.05, two-sided); both from scipy.stats. The statistics are pure functions of lists
-of numbers; DVC is read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``.
+of numbers; DVC is read only by ``read_runs`` (with ``workspace_note``) and ``read_curve``,
+through ``gan.dvc_internals`` (the repository, ``dvc exp show``'s rows, commits' files).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import csv
 import io
 import json
-import logging
 import math
 import os
 import sys
@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from gan import dvc_internals as dvc
+from gan.dvc_internals import flat
 from gan.errors import GanError
 
 LEVEL = 0.95  # every interval here is a 95 % interval
@@ -132,17 +134,6 @@ class Group:
     @property
     def seeds(self) -> list:
         return [run.params.get(SEED_KEY) for run in self.runs]
-
-
-def flat(tree, prefix: str = "") -> dict[str, object]:
-    """Nested dicts as {"train.lr": 0.0002, ...}; lists stay values."""
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    out = {}
-    for key, value in tree.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict)
-                   else {f"{prefix}{key}": value})
-    return out
 
 
 def _file_data(files: dict | None, name: str) -> dict | None:
@@ -520,12 +511,10 @@ def workspace_note(repo, params: dict[str, object]) -> str | None:
     """Why the workspace's metrics are not its params' (None: they are): no dvc.lock, or a
     param dvc.lock ran with that params.yaml now sets otherwise (after ``git checkout
     params.yaml`` the metrics are still the last experiment's)."""
-    from dvc.utils.serialize import load_yaml
-
     lock = Path(repo.root_dir) / "dvc.lock"
     if not lock.is_file():
         return "workspace: no dvc.lock, nothing ran here; left out"
-    for stage in (load_yaml(lock).get("stages") or {}).values():
+    for stage in (dvc.load_yaml(lock).get("stages") or {}).values():
         for name, values in (stage.get("params") or {}).items():
             prefix = "" if name == "params.yaml" else f"{name}:"
             for key, value in flat(values).items():
@@ -538,8 +527,7 @@ def workspace_note(repo, params: dict[str, object]) -> str | None:
 def read_runs(repo, all_branches: bool = False, all_commits: bool = False):
     """The finished runs ``dvc exp show`` lists (HEAD and its experiments by default), and a
     note per row left out."""
-    shown = repo.experiments.show(all_branches=all_branches, all_commits=all_commits)
-    rows = json.loads(json.dumps([exp.dumpd() for exp in shown], default=str))
+    rows = dvc.show_rows(repo, all_branches, all_commits)
     workspace = next((row for row in rows if row.get("rev") == "workspace"), {})
     why = workspace_note(repo, run_params((workspace.get("data") or {}).get("params")))
     return runs_from_show(rows, workspace_out=why)
@@ -552,8 +540,8 @@ def read_curve(repo, run: Run, name: str):
     if run.rev is None:
         file = Path(repo.root_dir) / path
         return curve_from_tsv(file.read_text(), name) if file.is_file() else None
-    fs = repo.scm.get_fs(run.rev)
-    return curve_from_tsv(fs.read_text(path), name) if fs.exists(path) else None
+    text = dvc.read_text(repo, run.rev, path)
+    return curve_from_tsv(text, name) if text is not None else None
 
 
 def plot(repo, groups: list[Group], keys: list[str], path: Path) -> None:
@@ -612,7 +600,7 @@ def compare_command(repo, args: argparse.Namespace) -> str:
                        + (f" ({'; '.join(notes)})" if notes else ""))
     groups = group_runs(runs)
     names = score_names(groups, args.metric)
-    name = repo.scm.get_rev() if args.baseline == "HEAD" else args.baseline
+    name = dvc.head(repo) if args.baseline == "HEAD" else args.baseline
     baseline = pick_baseline(groups, name) if name else None
     report = build_report(groups, names, baseline, notes)
     if args.plot:
@@ -623,45 +611,18 @@ def compare_command(repo, args: argparse.Namespace) -> str:
     return format_csv(report).rstrip("\n") if args.csv else format_text(report)
 
 
-def open_repo(path: str = os.curdir):
-    """DVC's Repo for ``path`` or a folder above it; experiments are git commits, so git too."""
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
-    from dvc.scm import Git
-
-    try:
-        repo = Repo(path)
-    except NotDvcRepoError:
-        raise GanError(f"{os.path.abspath(path)}: not a DVC repository (no .dvc folder here "
-                       "or above); run gan-compare in the project") from None
-    if not isinstance(repo.scm, Git):
-        repo.close()
-        raise GanError(f"{repo.root_dir}: not a git repository; DVC keeps experiments as "
-                       "git commits")
-    return repo
-
-
-def _quiet_logging() -> None:
-    """DVC logs warnings of its own (GAN_DEBUG=1 keeps them); gan-compare prints notes."""
-    if os.environ.get("GAN_DEBUG") == "1":
-        return
-    for name in ("dvc", "dvc_task", "celery", "kombu", "scmrepo"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The console script: one-line errors and exit code 2 for what the user can fix."""
     args = _parser().parse_args(argv)
-    _quiet_logging()
-    from dvc.exceptions import DvcException
-
+    dvc.quiet_logging()
+    said = dvc.dvc_errors()
     try:
-        with open_repo() as repo:
+        with dvc.open_repo("gan-compare") as repo:
             print(compare_command(repo, args), flush=True)
     except BrokenPipeError:  # `| head` read what it wanted: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (GanError, DvcException) as exc:
+    except (GanError, *said) as exc:
         if os.environ.get("GAN_DEBUG") == "1":
             raise
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",

@@ -18,6 +18,7 @@ import yaml
 
 from gan import compare
 from gan.compare import Run, group_runs, runs_from_show, summarise, welch
+from gan.dvc_internals import open_repo
 
 from conftest import ROOT
 
@@ -392,9 +393,9 @@ def test_baseline_metric_and_plot(saved_repo, monkeypatch, capsys, tmp_path):
     assert len(lines) == 2 and all(f" - group {lr1} " in line for line in lines), out
     assert "recall" not in out and f"note: curves: {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    run = next(r for g in group_runs(compare.read_runs(compare.open_repo(str(saved_repo)))[0])
-               for r in g.runs if r.name == "lr1")
-    with compare.open_repo(str(saved_repo)) as repo:  # the log of an experiment's commit
+    with open_repo("gan-compare", str(saved_repo)) as repo:  # an experiment's commit's log
+        run = next(r for g in group_runs(compare.read_runs(repo)[0]) for r in g.runs
+                   if r.name == "lr1")
         assert compare.read_curve(repo, run, "fid").to_dict() == {3: 16.6, 6: 8.3}
         assert compare.read_curve(repo, run, "g_loss") is None
 
@@ -428,7 +429,7 @@ def test_readmes_sweep_line_queues_each_seed_of_each_setting_and_nothing_else(tm
     seeds share the prepared data and the judge."""
     from dvc.repo import Repo
 
-    from gan.queue import read_params
+    from gan.queue.params import read_params
 
     line = next(line for line in (ROOT / "README.md").read_text().splitlines()
                 if line.startswith("dvc exp run --queue -S 'seed=range("))

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from gan import dvc_internals as dvc
 from gan import queue as q
+from gan.queue import cli, read, retry, workers
 
 
 class Inspect:
@@ -34,7 +36,7 @@ def fake_queue(tmp_path: Path, holds: dict[int, list[str]]):
 
 
 def node(queue, n: int) -> str:
-    return f"{q.node_prefix(queue)}{n}@localhost"
+    return f"{dvc.node_prefix(queue)}{n}@localhost"
 
 
 def worker(queue, n: int) -> tuple[int, list[str], str]:
@@ -46,8 +48,8 @@ def exec_run(queue, parent: int, rev: str) -> tuple[int, list[str], str]:
                      f"{queue.pid_dir}/{rev}/{rev}.run"], "/tmp/exp")
 
 
-def running(rev: str, task: str) -> q.Entry:
-    return q.Entry(SimpleNamespace(stash_rev=rev), "running", task)
+def running(rev: str, task: str) -> read.Entry:
+    return read.Entry(SimpleNamespace(stash_rev=rev), rev, "running", task)
 
 
 def test_a_task_no_free_worker_holds_is_dead_and_one_held_is_not(tmp_path):
@@ -55,21 +57,21 @@ def test_a_task_no_free_worker_holds_is_dead_and_one_held_is_not(tmp_path):
     queue, asked = fake_queue(tmp_path, {2: ["task-b"]})
     table = {10: worker(queue, 1), 11: worker(queue, 2), 20: exec_run(queue, 10, "a")}
     items = [running("a", "task-a"), running("b", "task-b"), running("c", "task-c")]
-    assert q._judge(queue, items, table) == {"c": "no live queue worker holds it"}
+    assert read.judge(queue, items, table) == {"c": "no live queue worker holds it"}
     assert asked == [[node(queue, 2)]]  # the busy worker is not asked
 
 
 def test_every_worker_busy_with_another_task_leaves_the_task_dead(tmp_path):
     queue, asked = fake_queue(tmp_path, {})
     table = {10: worker(queue, 1), 20: exec_run(queue, 10, "a")}
-    verdict = q._judge(queue, [running("a", "task-a"), running("b", "task-b")], table)
+    verdict = read.judge(queue, [running("a", "task-a"), running("b", "task-b")], table)
     assert verdict == {"b": "no live queue worker holds it"} and asked == []
 
 
 def test_an_exec_run_whose_worker_is_gone_is_dead(tmp_path):
     queue, _ = fake_queue(tmp_path, {})
     table = {10: worker(queue, 1), 20: exec_run(queue, 99, "a")}
-    assert q._judge(queue, [running("a", "task-a")], table) == {
+    assert read.judge(queue, [running("a", "task-a")], table) == {
         "a": "its worker is gone; its exec-run runs on, orphaned"}
 
 
@@ -80,7 +82,7 @@ def test_two_workers_of_one_name_leave_a_task_without_exec_run_running(tmp_path)
     table = {10: worker(queue, 1), 11: worker(queue, 1), 12: worker(queue, 3),
              20: exec_run(queue, 10, "a"), 21: exec_run(queue, 12, "c")}
     items = [running("a", "task-a"), running("b", "task-b"), running("c", "task-c")]
-    assert q._judge(queue, items, table) == {}
+    assert read.judge(queue, items, table) == {}
     assert asked == []  # no answer under a shared name is read
 
 
@@ -88,7 +90,7 @@ def test_another_repositorys_workers_are_not_counted(tmp_path):
     queue, _ = fake_queue(tmp_path, {})
     other = (1, ["python", "dvc", "exp", "queue-worker", "dvc-exp-000000-1@localhost"], "/x")
     table = {10: worker(queue, 1), 11: other, 20: exec_run(queue, 10, "a")}
-    verdict = q._judge(queue, [running("a", "task-a"), running("b", "task-b")], table)
+    verdict = read.judge(queue, [running("a", "task-a"), running("b", "task-b")], table)
     assert verdict == {"b": "no live queue worker holds it"}
 
 
@@ -150,9 +152,9 @@ class FakeQueue:
             self.processed.pop(rev, None)
 
 
-def _queue(tmp_path: Path, ready: bool = True) -> tuple[FakeQueue, q.Entry]:
+def _queue(tmp_path: Path, ready: bool = True) -> tuple[FakeQueue, read.Entry]:
     queue = FakeQueue(tmp_path, "a" * 40, ready)
-    (item,) = q.snapshot(queue)
+    (item,) = read.snapshot(queue)
     return queue, item
 
 
@@ -165,7 +167,7 @@ def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(
 
     from gan.errors import GanError
 
-    monkeypatch.setattr(q, "LOCK_WAIT", 1.0)
+    monkeypatch.setattr(retry, "LOCK_WAIT", 1.0)
     queue, item = _queue(tmp_path)
     assert item.state == "failed"
     # Another DVC process (`dvc exp run --queue` in another shell) holds the stash.
@@ -173,7 +175,7 @@ def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(
     lock.write_text(json.dumps({"read": {}, "write": {queue.ref: {
         "pid": os.getppid(), "cmd": "dvc exp run --queue -S train.lr=0.001"}}}))
     with pytest.raises(GanError) as caught:
-        q.requeue(queue, item, {})
+        retry.requeue(queue, item, {})
     said = str(caught.value)
     assert "\n" not in said and said.startswith("exp-1: left as it was (failed): 'refs/exps/"
                                                 "celery/stash' is busy, it is being blocked by:")
@@ -183,12 +185,12 @@ def test_a_busy_stash_leaves_the_experiment_where_it_was_with_the_whole_message(
 
 def test_two_retries_of_one_experiment_queue_it_once(tmp_path):
     queue, item = _queue(tmp_path)
-    first, second = item, q.Entry(item.entry, item.state, item.task_id, item.name)
-    answers = [q.requeue(queue, first, {}), q.requeue(queue, second, {})]
+    first, second = item, read.Entry(item.entry, item.rev, item.state, item.task_id, item.name)
+    answers = [retry.requeue(queue, first, {}), retry.requeue(queue, second, {})]
     # The second read the queue before the first changed it.
     assert len(queue.sent) == 1 and queue.removed == ["a" * 40]
     assert answers == [True, False]
-    assert [e.state for e in q.snapshot(queue)] == ["queued"]
+    assert [e.state for e in read.snapshot(queue)] == ["queued"]
 
 
 @pytest.mark.integration
@@ -208,7 +210,7 @@ def test_retry_stops_only_the_processes_dvc_recorded_for_the_dead_experiment(tmp
     exec_run = subprocess.Popen(argv)
     try:
         Path(queue.pid_dir, rev, f"{rev}.json").write_text(json.dumps({"pid": exec_run.pid}))
-        answer = q.requeue(queue, item, q._processes())
+        answer = retry.requeue(queue, item, workers.processes())
         assert exec_run.wait(timeout=20) is not None
         assert shell.poll() is None and impostor.poll() is None
         assert answer is True
@@ -273,7 +275,7 @@ def test_ctrl_c_on_gan_queue_retry_wait_is_exit_130_with_one_line(tmp_path, monk
         raise KeyboardInterrupt
 
     monkeypatch.chdir(_dvc_project(tmp_path))
-    monkeypatch.setattr(q, "retry_command", waiting)
+    monkeypatch.setattr(cli, "retry_command", waiting)
     assert q.main(["retry", "--wait"]) == 130
     assert capsys.readouterr().err == ("gan-queue: interrupted; what it queued stays queued "
                                        "(gan-queue status)\n")
