@@ -45,7 +45,8 @@ END_TO_END = [
 # The files that take longest, the longest first (docs/performance.md, "The test suite").
 LONGEST_FIRST = ("test_queue.py", "test_ssh_remote.py", "test_readme.py", "test_store.py",
                  "test_resume.py", "test_own_images.py", "test_e2e.py", "test_multinode.py",
-                 "test_orphan.py", "test_params_graph.py", "test_stages.py", "test_metrics.py", "test_speed.py")
+                 "test_orphan.py", "test_params_graph.py", "test_stages.py", "test_metrics.py",
+                 "test_speed.py")
 
 
 def pytest_collection_modifyitems(config, items):
