@@ -19,8 +19,10 @@ data, code, numerics, device, torch) must equal this run's, else one line says w
 differs and the run starts from step 0. The code part comes from ``code_files`` of
 FIRST_PARTY, the same packages tests/test_code_deps.py holds dvc.yaml's deps to.
 
-``train.train`` takes one ``Resume`` (the settings) and calls ``Resume.open`` for the run's
-``StateFiles``; docs/resume.md tells the user's side.
+The train stage makes one ``Resume`` (the settings) with its own parts of the fingerprint
+(``stage_parts``: its code, numerics and judge) and holds its state with ``Resume.claim``
+before it reads any data (the store's checks, the folders, the lock); ``train.train`` calls
+``Resume.open`` for the run's ``StateFiles``. docs/resume.md tells the user's side.
 """
 
 from __future__ import annotations
