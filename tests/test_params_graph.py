@@ -228,8 +228,9 @@ def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
 # --- a key added to a section ----------------------------------------------------------------
 
 def rerun_stages(repo: Path) -> set[str]:
-    """The stages dvc status finds changed by an edit: a code dep modified, or params that
-    differ from dvc.lock (a fresh copy has no outputs, and no data deps, which are left out)."""
+    """The stages dvc status finds changed by an edit: a dep that is in the copy (a code
+    file) changed, or params that differ from dvc.lock. A fresh copy has no outputs and no
+    data deps, which dvc status reports missing: those are left out."""
     from dvc.repo import Repo
 
     with contextlib.chdir(repo), Repo(".") as dvc_repo:
@@ -238,7 +239,7 @@ def rerun_stages(repo: Path) -> set[str]:
     for stage, entries in status.items():
         for entry in entries:
             changes = entry.get("changed deps", {}) if isinstance(entry, dict) else {}
-            if PARAMS in changes or "modified" in changes.values():
+            if PARAMS in changes or any((repo / path).exists() for path in changes):
                 found.add(stage)
     return found
 
