@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.nn import functional as F
 
-from gan.config import choose
+from gan.sections import choose
 
 TRANSLATION = 1 / 8  # the largest shift, as a share of the side
 CUTOUT = 1 / 2  # the cut square's side, as a share of the image's

@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from gan import models, runtime
-from gan.config import ModelConfig, TrainConfig, from_params, to_record
 from gan.errors import GanError
 from gan.io import read_torch, save_torch
+from gan.sections import from_params, to_record
+from gan.sections.model import ModelConfig
+from gan.sections.train import TrainConfig
 
 # The version of the checkpoint's layout (``weights``); a file of another version is refused.
 CHECKPOINT_FORMAT = 1

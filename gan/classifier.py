@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan import mathops
-from gan.config import ClassifierConfig, to_record
-from gan.data import DeviceBatches
+from gan.batches import DeviceBatches
 from gan.errors import GanError
 from gan.io import read_torch
 from gan.progress import progress
 from gan.runtime import seed_everything, select_device
+from gan.sections import to_record
+from gan.sections.classifier import ClassifierConfig
 
 # The version of models/classifier.pt's layout; a file of another version is refused.
 CLASSIFIER_FORMAT = 1

@@ -1,382 +1,47 @@
-"""Typed, frozen, validated params: one dataclass per params.yaml section.
+"""Every params section by name, for the tools that read the whole params file.
 
-params.yaml is the one statement of the values a run uses. A field's default is the value a
-params file (or a record) that leaves the key out gets, and it is params.yaml's own value:
-``tests/test_config.py`` fails when the two disagree. So ``TrainConfig(...)`` with a few keys
-given is the shipped recipe but those keys; the tests' own recipe is ``UNIT_RECIPE`` in
-``tests/conftest.py``.
-
-Each field may carry metadata: ``choices`` (allowed values), ``min``/``max`` (inclusive
-bounds), ``gt`` (exclusive lower bound), ``help`` (the text a bad value is told) and
-``path`` (a string that names a file or folder: any value is allowed).
-A key added after runs were recorded carries ``recorded_when_off=False``: at its default
-(or off) it is left out of what checkpoints and resume fingerprints record (``to_record``,
-for the model, train and classifier sections), so the committed runs keep their bytes and
-their saved states. A key that names an entry of a registry (``model.arch``, ``train.loss``,
-...) is checked against that registry where it is looked up (``choose``); ``gan.validate``
-checks every one before a run starts against ``gan.names``, the registries' names alone
-(``tests/test_names.py`` holds the two to each other).
+The sections themselves live one per module in ``gan/sections/`` (``gan/sections/train.py``
+holds ``TrainConfig``), with what they share in ``gan.sections``. The stages and the library
+they import take the section they read from there, never from here: a stage's code deps
+(dvc.yaml) are the files it imports, and this module imports every section, so a key added
+to ``train`` would re-run download, prepare and classifier too (``tests/test_code_deps.py``
+keeps this module out of every stage). The tests, ``gan-queue``, ``gan-score``, the
+benchmarks and ``gan.validate``'s whole-file check (which no stage lists, see there) read
+sections by name through ``load_section`` and ``SECTIONS``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
+from gan.errors import ConfigError
+from gan.sections import (  # noqa: F401  (re-exported for the tools above)
+    choose,
+    from_params,
+    is_off,
+    load_seed,
+    read_params,
+    to_dict,
+    to_record,
+)
+from gan.sections import load_section as _load_section
+from gan.sections.classifier import ClassifierConfig
+from gan.sections.data import DataConfig
+from gan.sections.evaluate import EvaluateConfig
+from gan.sections.model import ModelConfig
+from gan.sections.numerics import NumericsConfig
+from gan.sections.plot import PlotConfig
+from gan.sections.resume import ResumeConfig
+from gan.sections.sample import SampleConfig
+from gan.sections.train import TrainConfig
 
-from gan.errors import ConfigError, GanError
-
-T = TypeVar("T")
-
-
-def _opt(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
-    return field(default=default, metadata=meta)
-
-
-def choose(registry: Mapping[str, T], key: str, name: str) -> T:
-    """``registry[name]``, or a ConfigError naming ``key`` and the registry's names."""
-    try:
-        return registry[name]
-    except KeyError:
-        raise ConfigError(f"{key}: got {name!r}, allowed: {', '.join(registry)}") from None
-
-
-# Keys with no registry behind them.
-DEVICES = ("auto", "cpu", "cuda", "mps")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataConfig:
-    dataset: str = _opt()  # gan.data.DATASET_NAMES
-    image_size: int = _opt(min=8, max=256)
-    mirror: str | None = _opt(None)
-    # image_folder: the folder of the user's images (the IDX datasets ignore it)
-    path: str | None = _opt("docs/example_images")
-    channels: int | None = _opt(None, choices=(1, 3))  # image_folder: null keeps the files' own
-    # image_folder: the colour transparent pixels are composited onto (a name or #rrggbb,
-    # gan.image_folder.background_rgb); the IDX datasets have no transparency
-    background: str = _opt("white")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    arch: str = _opt()  # gan.models.ARCHS
-    conditional: bool = _opt(False)
-    d_conditioning: str = _opt("projection")  # gan.models.blocks.D_CONDITIONING
-    latent_dim: int = _opt(min=1, max=4096)
-    noise: str = _opt("normal")  # gan.models.NOISES
-    g_channels: int = _opt(min=1, max=4096)
-    d_channels: int = _opt(min=1, max=4096)
-    d_norm: str = _opt("batch")  # gan.models.blocks.NORMS
-    spectral_norm: bool = _opt(False)
-    kernel_size: int = _opt(5, choices=(3, 5))
-    dropout: float = _opt(0.4, min=0.0, max=0.9)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    loss: str = _opt()  # gan.losses.LOSSES
-    optimizer: str = _opt()  # gan.optim.OPTIMIZERS
-    lr: float = _opt(gt=0.0, max=1.0)
-    lr_d: float | None = _opt(None, gt=0.0, max=1.0)
-    betas: tuple[float, float] = _opt((0.0, 0.99), min=0.0, max=0.9999)
-    batch_size: int = _opt(min=1, max=65536)
-    steps: int = _opt(min=1)
-    d_steps: int = _opt(1, min=1, max=100)
-    gp_weight: float = _opt(10.0, min=0.0)
-    r1_weight: float = _opt(0.0, min=0.0)
-    label_smoothing: float = _opt(0.0, min=0.0, max=0.5)
-    grad_clip: float | None = _opt(None, gt=0.0)
-    lr_decay: str = _opt("linear")  # gan.optim.LR_DECAYS
-    ema_decay: float | None = _opt(0.999, min=0.0, max=0.99999)
-    ema_warmup: float = _opt(25.0, min=1.0, max=1e6)
-    mode_seeking: float = _opt(0.0, min=0.0)
-    reuse_fakes: bool = _opt(True)
-    log_every: int = _opt(min=1)
-    eval_every: int = _opt(500, min=0)
-    snapshot_every: int = _opt(500, min=0)
-    deterministic: bool = _opt(False)
-    device: str = _opt("auto", choices=DEVICES)
-    precision: str = _opt("auto")  # auto or gan.runtime.AUTOCAST_DTYPES
-    memory_format: str = _opt("auto", choices=MEMORY_FORMATS)
-    compile: bool = _opt(False)
-    devices: int = _opt(1, min=1, max=1024)
-    # machines of one run, each running train.devices processes; > 1: rendezvous at
-    # $GAN_RDZV_ENDPOINT (stages/train.py)
-    nodes: int = _opt(1, min=1, max=1024, recorded_when_off=False)
-    # gan.augment.POLICIES, in the order applied; null or []: off
-    augment: tuple[str, ...] | None = _opt((), recorded_when_off=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResumeConfig:
-    """How often training saves its resumable state: no output depends on it."""
-
-    checkpoint_every: int = _opt(500, min=0)
-    store: str = _opt("auto", path=True)  # gan.store.folder: auto | off | any folder
-    store_keep: int = _opt(20, min=1, max=100000)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SampleConfig:
-    n: int = _opt(min=1, max=1024)
-    seed: int = _opt(min=0)
-    interpolation: str = _opt("auto")  # auto or gan.sample.INTERPOLATIONS
-    interpolation_rows: int = _opt(6, min=1, max=64)
-    interpolation_steps: int = _opt(10, min=2, max=64)
-    arithmetic_seed: int = _opt(7, min=0)
-    real_vs_fake: int = _opt(32, min=1, max=512)
-    per_class: int = _opt(8, min=1, max=64)
-    gif_frame_ms: int = _opt(400, min=20, max=10000)
-    nearest: int = _opt(12, min=1, max=64)
-    nearest_pool: int = _opt(2000, min=1, max=100000)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlotConfig:
-    smoothing: int = _opt(1, min=1, help="a moving-average window in logged points")
-    dpi: int = _opt(100, min=30, max=600)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClassifierConfig:
-    # optimizer updates; None: gan.classifier.judge_steps' rule (epochs passes, at least
-    # min_steps), so a small folder's judge gets the updates it needs
-    steps: int | None = _opt(None, min=1, max=10_000_000, recorded_when_off=False)
-    epochs: int = _opt(min=1, max=1000)
-    min_steps: int = _opt(900, min=1, max=10_000_000, recorded_when_off=False)
-    batch_size: int = _opt(min=1, max=65536)
-    lr: float = _opt(gt=0.0, max=1.0)
-    width: int = _opt(16, min=1, max=1024)
-    seed: int = _opt(min=0)
-    # go on with a judge that fails a gate of gan.classifier.judge_gates (at chance, still
-    # learning, or blind to junk), every score it feeds marked; false: the stage stops
-    allow_weak: bool = _opt(False, recorded_when_off=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvaluateConfig:
-    n_samples: int = _opt(10000, min=4)  # gan.metrics.MIN_SAMPLES: k-NN needs k + 1
-    seed: int = _opt(0, min=0)
-    batch_size: int = _opt(500, min=1, max=65536)
-    train_fid_samples: int = _opt(2000, min=2)
-
-
-@dataclass(frozen=True, kw_only=True)
-class NumericsConfig:
-    """How the CPU computes (gan/numerics.py): portable pins the threads and kernels so
-    that every x86-64 machine writes the same bits; off lets torch use what it finds."""
-
-    portable: bool = _opt(True)
-    threads: int = _opt(2, min=1, max=1024)
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "train": TrainConfig,
-    "resume": ResumeConfig,
-    "sample": SampleConfig,
-    "plot": PlotConfig,
-    "classifier": ClassifierConfig,
-    "evaluate": EvaluateConfig,
-    "numerics": NumericsConfig,
-}
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "null"
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:
-        item = typing.get_args(tp)[0]
-        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(
-            item, _type_name(item))
-    if origin is tuple:
-        return "a list [" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Return ``value`` as type ``tp`` or raise ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
-    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:  # a list of any length
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
-        item = typing.get_args(tp)[0]
-        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
-        pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in pairs)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        # PyYAML (YAML 1.1) reads `1e-4` as a string; `dvc exp run -S` writes such strings too.
-        # NaN and infinities are refused whichever way they come: NaN passes every bound
-        # check (each comparison is false), and `r1_weight: .nan` would silently mean "off".
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None and math.isfinite(number):
-            return number
-        if number is not None:
-            raise ConfigError(f"{key}: got {value!r}, expected a finite number")
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
-
-
-def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
-    if value is None:
-        return
-    if isinstance(value, tuple):
-        for i, item in enumerate(value):
-            _check_bounds(f"{key}[{i}]", item, meta)
-        return
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: got {value!r}, allowed: {', '.join(map(str, choices))}")
-    low, high, gt = meta.get("min"), meta.get("max"), meta.get("gt")
-    if gt is not None and not value > gt:
-        raise ConfigError(f"{key}: got {value!r}, must be greater than {gt}")
-    if low is not None and value < low:
-        raise ConfigError(f"{key}: got {value!r}, must be at least {low}")
-    if high is not None and value > high:
-        raise ConfigError(f"{key}: got {value!r}, must be at most {high}")
-
-
-def from_params(cls: type, raw: Any, prefix: str) -> Any:
-    """Build the frozen dataclass ``cls`` from a params mapping found under ``prefix``."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix}: expected a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}.{unknown[0]}: unknown key, allowed keys: {', '.join(fields)}"
-        )
-    values = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}"
-        if name not in raw:
-            if f.default is dataclasses.MISSING:
-                raise ConfigError(f"{key}: missing, expected {_type_name(hints[name])}")
-            values[name] = f.default
-            continue
-        value = _coerce(key, raw[name], hints[name])
-        _check_bounds(key, value, f.metadata)
-        values[name] = value
-    return cls(**values)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the
-    last one silently, so the value a user reads at the top would not be the one used)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_params(path: str | Path) -> dict[str, Any]:
-    """Read a params YAML file into a dict, with one clear error when it is unreadable."""
-    path = Path(path)
-    try:
-        blob = path.read_bytes()
-        raw = yaml.load(blob.decode("utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise GanError(f"{path}: params file not found") from None
-    except UnicodeDecodeError as exc:
-        line = blob[:exc.start].count(b"\n") + 1
-        raise GanError(f"{path}: not UTF-8 text (line {line}); save it as UTF-8") from None
-    except yaml.constructor.ConstructorError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else "?"
-        raise GanError(f"{path}: {exc.problem} (line {line}); keep one of them") from None
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise GanError(f"{path}: not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise GanError(f"{path}: expected a mapping of params sections")
-    return raw
+SECTIONS: dict[str, type] = {cls.section: cls for cls in (
+    DataConfig, ModelConfig, TrainConfig, ResumeConfig, SampleConfig, PlotConfig,
+    ClassifierConfig, EvaluateConfig, NumericsConfig)}
 
 
 def load_section(params: dict[str, Any], name: str) -> Any:
     """The validated dataclass of section ``name`` of a params dict."""
-    if name not in params:
-        raise ConfigError(f"{name}: missing section in params")
-    return from_params(SECTIONS[name], params[name], name)
-
-
-def load_seed(params: dict[str, Any]) -> int:
-    if "seed" not in params:
-        raise ConfigError("seed: missing, expected an integer")
-    seed = _coerce("seed", params["seed"], int)
-    _check_bounds("seed", seed, {"min": 0, "max": 2**63 - 1})
-    return seed
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A plain dict of a config dataclass (tuples become lists, as YAML writes them)."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
-    }
-
-
-def is_off(value: Any) -> bool:
-    """Whether a key's value means "off": null or an empty list."""
-    return value is None or value == () or value == []
-
-
-def to_record(cfg: Any) -> dict[str, Any]:
-    """``to_dict`` less the keys marked ``recorded_when_off=False`` that are off or at their
-    default, for what checkpoints and fingerprints record: a run that leaves a newer key
-    alone records what it recorded before the key existed."""
-    quiet = {f.name: f.default for f in dataclasses.fields(cfg)
-             if f.metadata.get("recorded_when_off", True) is False}
-    return {k: v for k, v in to_dict(cfg).items()
-            if not (k in quiet and (is_off(v) or v == quiet[k]))}
+    if name not in SECTIONS:
+        raise ConfigError(f"{name}: not a params section, allowed: {', '.join(SECTIONS)}")
+    return _load_section(params, SECTIONS[name])

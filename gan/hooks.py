@@ -17,10 +17,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
-from gan.config import ModelConfig
 from gan.errors import GanError
 from gan.io import write_atomic
 from gan.sample import fixed_latent, generate, grid_labels, to_grid_image
+from gan.sections.model import ModelConfig
 
 # Grids of the training snapshots: the train stage reads no sample.* params, so its fixed
 # batch is set here (seeded by the run's seed).

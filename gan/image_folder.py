@@ -19,8 +19,8 @@ import numpy as np
 from PIL import ExifTags, Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from gan import io
-from gan.config import DataConfig
 from gan.errors import ConfigError, GanError, GanWarning
+from gan.sections.data import DataConfig
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "manifest.json"

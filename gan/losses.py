@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gan.config import choose
+from gan.sections import choose
 
 Tensor = torch.Tensor
 

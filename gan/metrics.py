@@ -21,11 +21,12 @@ from torch import nn
 from gan import mathops
 from gan.checkpoint import Trained
 from gan.classifier import PR_NEIGHBOURS, extract, is_labelled, knn_radii, label_accuracy
-from gan.config import EvaluateConfig, ModelConfig
 from gan.errors import GanError
 from gan.junk import JUNK_KINDS, junk_images
 from gan.progress import progress
 from gan.sample import fixed_latent, generate, grid_labels
+from gan.sections.evaluate import EvaluateConfig
+from gan.sections.model import ModelConfig
 
 # KID's mean and std are over KID_SUBSETS random subsets of KID_SUBSET_SIZE samples (half the
 # smaller set when that is fewer); torchmetrics' 100 subsets cost ~25 s per KID on 2 CPU cores.

@@ -20,9 +20,10 @@ takes every one of those choices away from the machine:
 - NNPACK off.
 
 The variables must be in the environment before torch loads: OpenMP and MKL read theirs
-when their libraries start, ATen its level at the first kernel call. ``stages/__init__.py``
-calls ``pin_environment`` first thing in every stage process, so the pins win over whatever
-the user's shell says; ``apply_torch`` then sets the switches that live in torch.
+when their libraries start, ATen its level at the first kernel call. Every stage's first
+call, ``stages.common.start``, reads its params file and calls ``pin_environment`` before
+anything loads torch (stages/__init__.py), so the pins win over whatever the user's shell
+says; ``apply_torch`` then sets the switches that live in torch.
 
 ``self_check`` runs a battery of every layer, elementwise function, optimizer and score the
 pipeline computes and compares its digests with ``numerics.json``, committed beside this
@@ -40,6 +41,9 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any
+
+from gan.sections import from_params, read_params
+from gan.sections.numerics import NumericsConfig
 
 # The committed digests of the battery, made in portable mode (``python -m gan.numerics
 # --write``).
@@ -105,41 +109,15 @@ def pin_environment(portable: bool, threads: int) -> None:
         os.environ.update(portable_environment(threads))
 
 
+def config(params: dict[str, Any]) -> NumericsConfig:
+    """The numerics section of a params dict (its defaults when the section is absent)."""
+    return from_params(NumericsConfig, params.get("numerics", {}), "numerics")
+
+
 def settings(params_path: str | Path) -> tuple[bool, int]:
     """(portable, threads) of a params file's numerics section (its defaults when absent)."""
-    from gan.config import NumericsConfig, from_params, read_params
-
-    raw = read_params(params_path).get("numerics", {})
-    cfg = from_params(NumericsConfig, raw, "numerics")
+    cfg = config(read_params(params_path))
     return cfg.portable, cfg.threads
-
-
-def option(argv: list[str], name: str, default: str | None) -> str | None:
-    """The value of option ``name`` on a stage's command line, as argparse reads it; the
-    stage has not parsed its arguments yet when its numerics are pinned."""
-    for i, arg in enumerate(argv):
-        if arg == name and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return default
-
-
-def params_path(argv: list[str]) -> str:
-    """The ``--params`` of a stage's command line (params.yaml without one)."""
-    return option(argv, "--params", "params.yaml") or "params.yaml"
-
-
-def pin_from_argv(argv: list[str]) -> None:
-    """Pin the environment from the stage's params file; a bad file or value is one line
-    and exit code 2, as the stages say it."""
-    from gan.errors import GanError
-
-    try:
-        pin_environment(*settings(params_path(argv)))
-    except GanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def apply_torch(portable: bool, threads: int) -> None:
@@ -493,27 +471,73 @@ def self_check(stage: str, portable: bool, threads: int, record: Path | None,
     return diff
 
 
+# ``--recommit``: every digest of the numbers, re-made in order after a deliberate change of
+# them (a pin, a kernel, a package version): (what it writes, its command, as a user types it).
+RECOMMIT = (
+    ("the battery's digests -> gan/numerics.json", "python -m gan.numerics --write"),
+    ("the golden run's digests -> tests/golden_numerics.json",
+     "python tests/test_numerics.py --write"),
+    ("the committed run, every stage again -> its outputs and dvc.lock", "dvc repro --force"),
+)
+ROOT = Path(__file__).resolve().parents[1]  # the project's folder
+
+
+def recommit(root: Path = ROOT) -> int:
+    """Run RECOMMIT's commands in ``root``, one line before each; stop at the first that
+    fails. Each runs in a process of its own, so the battery is pinned before torch loads."""
+    import subprocess
+
+    for i, (what, command) in enumerate(RECOMMIT, 1):
+        print(f"recommit {i}/{len(RECOMMIT)}: {what} ({command})", flush=True)
+        program, *rest = command.split()
+        argv = [sys.executable, *rest] if program == "python" else \
+            [sys.executable, "-m", program, *rest]  # dvc, from this Python's environment
+        code = subprocess.run(argv, cwd=root).returncode
+        if code != 0:
+            print(f"error: recommit {i}/{len(RECOMMIT)}: {command} exited with code {code}; "
+                  f"what the steps before it wrote stays, the steps after it did not run",
+                  file=sys.stderr)
+            return 2
+    print("recommit: done; commit the two digest files, dvc.lock and the metrics together, "
+          "saying why the numbers moved")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gan.numerics [--write] [--json]``: print this machine's battery against
-    the committed one; ``--write`` commits this machine's instead (run it in portable
-    mode); ``--json`` prints the digests as JSON."""
-    args = sys.argv[1:] if argv is None else argv
-    from gan.config import NumericsConfig
+    """``python -m gan.numerics [--params P] [--write | --json | --recommit]``: print this
+    machine's battery against the committed one; ``--write`` commits this machine's instead
+    (run it in portable mode); ``--json`` prints the digests as JSON; ``--recommit`` re-makes
+    every digest of the numbers after a deliberate change of them (RECOMMIT)."""
+    import argparse
+
     from gan.errors import GanError
 
+    cli = argparse.ArgumentParser(prog="python -m gan.numerics", description=main.__doc__)
+    cli.add_argument("--params", type=Path, default=Path("params.yaml"),
+                     help="the params file whose numerics.threads the battery runs with "
+                          "(its default when the file is absent)")
+    what = cli.add_mutually_exclusive_group()
+    what.add_argument("--write", action="store_true", help="commit this machine's digests")
+    what.add_argument("--json", action="store_true", help="print the digests as JSON")
+    what.add_argument("--recommit", action="store_true",
+                      help="re-make the battery's, the golden run's and the committed run's "
+                           "digests, in that order")
+    args = cli.parse_args(argv)
+    if args.recommit:
+        return recommit()
     try:
-        path = params_path(args)
-        threads = settings(path)[1] if Path(path).is_file() else NumericsConfig().threads
+        threads = settings(args.params)[1] if args.params.is_file() else \
+            NumericsConfig().threads
     except GanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     pin_environment(True, threads)
     apply_torch(True, threads)
     measured = battery()
-    if "--json" in args:
+    if args.json:
         print(json.dumps(measured, indent=1, sort_keys=True))
         return 0
-    if "--write" in args:
+    if args.write:
         FINGERPRINT.write_text(json.dumps(
             {"made_on": machine(True, threads), "battery": measured}, indent=1) + "\n")
         print(f"wrote {FINGERPRINT}")

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 import torch
 
 from gan import mathops
-from gan.config import TrainConfig, choose
+from gan.sections import choose
+from gan.sections.train import TrainConfig
 
 
 class RMSprop(torch.optim.RMSprop):

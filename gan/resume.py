@@ -19,8 +19,10 @@ data, code, numerics, device, torch) must equal this run's, else one line says w
 differs and the run starts from step 0. The code part comes from ``code_files`` of
 FIRST_PARTY, the same packages tests/test_code_deps.py holds dvc.yaml's deps to.
 
-``train.train`` takes one ``Resume`` (the settings) and calls ``Resume.open`` for the run's
-``StateFiles``; docs/resume.md tells the user's side.
+The train stage makes one ``Resume`` (the settings) with its own parts of the fingerprint
+(``stage_parts``: its code, numerics and judge) and holds its state with ``Resume.claim``
+before it reads any data (the store's checks, the folders, the lock); ``train.train`` calls
+``Resume.open`` for the run's ``StateFiles``. docs/resume.md tells the user's side.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +40,12 @@ import torch
 from torch import distributed as dist
 
 from gan import io, store
-from gan.config import ModelConfig, ResumeConfig, TrainConfig, to_record
 from gan.errors import GanError, Interrupted
+from gan.sections import to_record
+from gan.sections.model import ModelConfig
+from gan.sections.numerics import NumericsConfig
+from gan.sections.resume import ResumeConfig
+from gan.sections.train import TrainConfig
 from gan.state import STATE_FORMAT
 
 if TYPE_CHECKING:
@@ -136,6 +142,21 @@ def store_path(folder: Path, parts: dict[str, Any]) -> Path:
     return Path(folder) / f"{store_key(parts)}{store.SUFFIX}"
 
 
+def stage_parts(numerics: NumericsConfig, fid_judge: Path | None = None,
+                train_fid_samples: int | None = None) -> dict[str, Any]:
+    """What the train stage adds to its run's fingerprint: its code (the files of every
+    first-party module loaded by now: call it once the stage has imported what it runs) and
+    the numerics section (another thread count or mode continues a run with other bits);
+    and when FID is logged during training, ``fid_judge`` (the classifier file; None when
+    no FID is logged) and evaluate.train_fid_samples."""
+    parts = {"code": code_files(FIRST_PARTY),
+             "numerics": {"portable": numerics.portable, "threads": numerics.threads}}
+    if fid_judge is not None and fid_judge.is_file():
+        parts["classifier"] = hashlib.sha256(fid_judge.read_bytes()).hexdigest()
+        parts["params"] = {"evaluate.train_fid_samples": train_fid_samples}
+    return parts
+
+
 # -- state files --------------------------------------------------------------------------
 
 def save_state(state: dict[str, Any], path: Path) -> None:
@@ -201,10 +222,32 @@ class Resume:
         return cls(path, section.checkpoint_every, store.folder(section.store),
                    section.store_keep, parts)
 
+    def claim(self, outputs: Sequence[Path] = ()) -> AbstractContextManager:
+        """The train stage's hold on its state (rank 0, before any data is read): the store
+        checked to be one of its own, never the project's folder or one of ``outputs`` (the
+        stage's output folders; it deletes states there), entries it did not write said in
+        one warning and left alone; the state's and the store's folders checked to take a
+        file; then, while the context lasts, the workspace state's lock: one trainer per
+        state (a stray process or a second dvc repro would interleave its steps with this
+        one's in the same log and state). ``StateFiles.held`` locks the stored state."""
+        if self.store is not None:
+            avoid = [Path.cwd(), *outputs, *([self.path.parent] if self.path else [])]
+            others = store.open_store(self.store, avoid)
+            if others:
+                print(f"warning: resume.store: {self.store}: {len(others)} entries the store "
+                      f"did not write are left alone ({', '.join(others[:3])}"
+                      f"{', ...' if len(others) > 3 else ''})", file=sys.stderr)
+        for folder in (self.path.parent if self.path else None, self.store):
+            if folder is not None:
+                io.check_writable(folder)
+        if self.path is None:
+            return nullcontext()
+        return io.exclusive(self.path, "a train stage")
+
     def open(self, seed: int, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict,
              where: Placement) -> StateFiles:
         """This run's fingerprint and the files its state goes to (the store made and
-        marked if need be)."""
+        marked if need be: on every rank, and for callers that made no ``claim``)."""
         parts = fingerprint(seed, model_cfg, train_cfg, data, where, self.parts)
         kept = None
         if self.store is not None:

@@ -11,9 +11,11 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from gan import mathops, models
-from gan.config import ModelConfig, SampleConfig, choose
 from gan.errors import GanError
 from gan.io import write_atomic
+from gan.sections import choose
+from gan.sections.model import ModelConfig
+from gan.sections.sample import SampleConfig
 
 # Key colours of the real-versus-fake picture (RGB).
 FAKE_COLOUR, REAL_COLOUR = (220, 40, 40), (40, 160, 60)

@@ -21,9 +21,10 @@ from torch.optim.swa_utils import AveragedModel
 
 from gan import checkpoint, losses, models, optim, runtime
 from gan.augment import Augment
-from gan.config import ModelConfig, TrainConfig
-from gan.data import DeviceBatches
+from gan.batches import DeviceBatches
 from gan.hooks import Hook, Stateful
+from gan.sections.model import ModelConfig
+from gan.sections.train import TrainConfig
 
 # The version of the state file's layout (TrainingState.state_dict below); a state file of
 # another version is ignored and the run starts from step 0 (gan.resume.read_state).

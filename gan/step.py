@@ -16,8 +16,9 @@ from torch.profiler import record_function
 
 from gan import losses
 from gan.augment import Augment
-from gan.config import ModelConfig, TrainConfig
-from gan.data import DeviceBatches
+from gan.batches import DeviceBatches
+from gan.sections.model import ModelConfig
+from gan.sections.train import TrainConfig
 from gan.state import Networks, Noise, Optimizers, Placement
 
 # What a step reports, in the log's order. d_real, d_fake: mean D output (a probability for

@@ -20,11 +20,12 @@ from torch import distributed as dist
 from torch import nn
 
 from gan import runtime, validate
-from gan.config import ModelConfig, TrainConfig
 from gan.errors import GanError
 from gan.hooks import Hook, due
 from gan.progress import progress as show_progress
 from gan.resume import LogFn, Resume, StateFiles
+from gan.sections.model import ModelConfig
+from gan.sections.train import TrainConfig
 from gan.state import Networks, TrainingState, build_state, place
 from gan.step import LOG_KEYS, GanStep
 

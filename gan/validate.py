@@ -1,23 +1,24 @@
-"""Refuse what cannot run before any work: every registry name and every combination rule.
+"""Refuse a model and train pair that cannot run: every registry name and every rule across keys.
 
-``gan.config`` checks each value alone (type, range); this module looks each name up in the
-names of the registry that serves it and applies the rules that span keys. The first stage of the
-pipeline calls ``check_params`` on the whole params file, so a run that cannot finish stops
-before anything is downloaded or trained; the train stage repeats ``check_run``.
+``gan.sections`` checks each value alone (type, range); this module looks each name up in
+the names of the registry that serves it and applies the rules that span keys. The train
+stage calls ``check_run`` before it reads any data; ``gan.preflight`` calls it for the first
+stage of the pipeline, so a run that cannot finish stops before anything is downloaded.
 
 The names come from ``gan.names``, not from the registries that implement them (torch, the
-models, the losses): the data stages import this module, and an edit of a model or a loss
-must re-run only the stages that use it.
+models, the losses), so that this check stays small and an edit of a model or a loss
+re-runs only the stages that use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from gan import data, names
-from gan.config import ModelConfig, TrainConfig, choose, load_section, load_seed
+from gan import names
 from gan.errors import ConfigError
+from gan.sections import choose
+from gan.sections.model import ModelConfig
+from gan.sections.train import TrainConfig
 
 
 def _norm_for_penalty(m: ModelConfig, t: TrainConfig) -> str | None:
@@ -92,17 +93,3 @@ def check_run(model_cfg: ModelConfig, train_cfg: TrainConfig,
             raise ConfigError(message)
     if image_size is not None and names.ARCHS[model_cfg.arch].ladder is not None:
         names.ladder(image_size, model_cfg.arch)
-
-
-def check_params(params: dict[str, Any]) -> None:
-    """Every section of a params file, each name it holds, and the rules across sections."""
-    load_seed(params)
-    data_cfg = load_section(params, "data")
-    data.check_config(data_cfg)
-    check_run(load_section(params, "model"), load_section(params, "train"),
-              data_cfg.image_size)
-    sample_cfg = load_section(params, "sample")
-    choose(dict.fromkeys(("auto", *names.INTERPOLATIONS)), "sample.interpolation",
-           sample_cfg.interpolation)
-    for name in ("resume", "plot", "classifier", "evaluate", "numerics"):
-        load_section(params, name)

@@ -1,15 +1,14 @@
-"""One thin script per DVC stage (see dvc.yaml), each run as python -m stages.<name>.
+"""One thin script per DVC stage (see dvc.yaml), each run as ``python -m stages.<name>``.
 
-Running one imports this package first, before any stage module loads torch: here the
-numerics section of the stage's params file pins the process's threads and kernels
-(gan/numerics.py), so that the pins win over the user's environment and are in place when
-OpenMP and MKL start. Importing the package any other way (the tests, a notebook) pins
-nothing: only ``python -m stages.<name>`` runs with sys.argv[0] == "-m" while it imports.
+Every stage's ``main`` begins with one call, ``args, params = common.start(<name>, cli)``:
+it parses the command line, reads the params file once and hands both to the stage; in the
+stage's own process it first pins the numerics (gan/numerics.py): the thread and kernel
+variables of the environment, torch's switches, the self-check against the committed
+digests.
+
+The variables must be in the environment before torch loads (OpenMP and MKL read theirs as
+their libraries start, NumPy's BLAS too), so a stage module imports at its top only what
+loads neither: the standard library, ``stages.common``, ``gan.errors`` and the params
+sections (``gan.sections``, PyYAML). Everything else it imports inside ``main``, after
+``start``, and in the functions ``main`` calls. ``tests/test_numerics.py`` holds both rules.
 """
-
-import sys
-
-if sys.argv[:1] == ["-m"]:
-    from gan.numerics import pin_from_argv
-
-    pin_from_argv(sys.argv[1:])

@@ -14,9 +14,8 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 import time
 from pathlib import Path
 
-from gan import classifier, data, junk
-from gan.config import load_section, read_params
-from gan.io import save_torch, write_json
+from gan.sections import load_section
+from gan.sections.classifier import ClassifierConfig
 from stages import common
 
 
@@ -26,8 +25,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="classifier file to write")
     p.add_argument("--metrics", type=Path, required=True,
                    help="JSON of its test accuracy (or rotation accuracy)")
-    args = p.parse_args()
-    cfg = load_section(read_params(args.params), "classifier")
+    args, params = common.start("classifier", p)
+    from gan import classifier, data, junk
+    from gan.io import save_torch, write_json
+
+    cfg = load_section(params, ClassifierConfig)
     train_data = data.load_prepared(args.data, "train")
     test_data = data.load_prepared(args.data, "test")
 

@@ -1,4 +1,8 @@
-"""What every stage script shares: argument parsing, params loading, one-line errors."""
+"""What every stage script shares: its start, argument parsing, one-line errors.
+
+``start`` is the first call of every stage's ``main`` (see stages/__init__.py for why the
+stage modules import torch only after it).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gan import memory, numerics
 from gan.errors import GanError, Interrupted, guard_streams, one_line_warnings
+from gan.sections import read_params
 
 DEBUG_ENV = "GAN_DEBUG"
-# The stages whose outputs torch computes: each checks the machine's numerics first.
-COMPUTING = ("prepare", "classifier", "train", "sample", "evaluate")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -27,19 +31,38 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def check_numerics(argv: list[str]) -> None:
-    """For a computing stage: torch's portable switches, then the battery against the
-    committed digests, recorded in --machine's folder (gan.numerics.self_check)."""
+def own_process(stage: str) -> bool:
+    """Whether this process is the stage's own: ``python -m stages.<stage>`` (under
+    torchrun too), not a test or notebook that calls its ``main``."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    stage = spec.name.rpartition(".")[2] if spec is not None else ""
-    if stage not in COMPUTING:
-        return
-    portable, threads = numerics.settings(numerics.params_path(argv))
-    numerics.apply_torch(portable, threads)
-    record = numerics.option(argv, "--machine", None)
-    run = launcher()  # the stages of one dvc repro share it: the warning is said once
-    numerics.self_check(stage, portable, threads, Path(record) if record else None,
-                        list(run) if run else None)
+    return spec is not None and spec.name == f"stages.{stage}"
+
+
+def start(stage: str, cli: argparse.ArgumentParser, computes: bool = True
+          ) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The first call of every stage's ``main``: its command line parsed and its params
+    file read, once, and handed back; in the stage's own process, its numerics pinned first.
+
+    Pinning (gan/numerics.py): the params' numerics section sets the thread and kernel
+    variables of the environment, before torch loads, whatever the user's shell exports;
+    then, for a stage whose outputs torch ``computes`` (all but download and plot), torch's
+    own switches, and the battery checked against the committed digests and recorded in
+    ``--machine``'s folder (a warning when this machine computes other bits, said once per
+    ``dvc repro``). Called in another process (a test calling ``main``), it pins nothing:
+    torch loaded there long before, and the pins would change that process's arithmetic
+    for whatever it runs next.
+    """
+    parsed = cli.parse_args()
+    params = read_params(parsed.params)
+    cfg = numerics.config(params)
+    if own_process(stage):
+        numerics.pin_environment(cfg.portable, cfg.threads)
+        if computes:
+            numerics.apply_torch(cfg.portable, cfg.threads)
+            run = launcher()  # the stages of one dvc repro share it: the warning is said once
+            numerics.self_check(stage, cfg.portable, cfg.threads, parsed.machine,
+                                list(run) if run else None)
+    return parsed, params
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -119,7 +142,6 @@ def run(main: Callable[[], None]) -> None:
     one_line_warnings()
     stop_when_orphaned()
     try:
-        check_numerics(sys.argv[1:])
         main()
     except Interrupted as exc:
         print(str(exc), file=sys.stderr)

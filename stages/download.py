@@ -8,19 +8,20 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 
 from pathlib import Path
 
-from gan import data, validate
-from gan.config import load_section, read_params
+from gan.sections import load_section
+from gan.sections.data import DataConfig
 from stages import common
 
 
 def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
-    args = p.parse_args()
-    params = read_params(args.params)
+    args, params = common.start("download", p, computes=False)
+    from gan import data, preflight
+
     # The first stage of the pipeline: refuse a run that cannot finish before any work.
-    validate.check_params(params)
-    cfg = load_section(params, "data")
+    preflight.check_params(params)
+    cfg = load_section(params, DataConfig)
     sources = data.download(cfg.dataset, args.out, cfg.mirror, cfg.path)
     source = cfg.path if cfg.dataset == data.IMAGE_FOLDER else \
         Path(next(iter(sources.values()))).parent

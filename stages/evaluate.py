@@ -15,9 +15,8 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 import time
 from pathlib import Path
 
-from gan import checkpoint, classifier, data, metrics, runtime
-from gan.config import load_section, read_params
-from gan.io import write_json
+from gan.sections import load_section
+from gan.sections.evaluate import EvaluateConfig
 from stages import common
 
 
@@ -27,8 +26,11 @@ def main() -> None:
     p.add_argument("--classifier", type=Path, required=True, help="trained classifier")
     p.add_argument("--data", type=Path, required=True, help="folder of prepared splits")
     p.add_argument("--out", type=Path, required=True, help="JSON of the scores to write")
-    args = p.parse_args()
-    cfg = load_section(read_params(args.params), "evaluate")
+    args, params = common.start("evaluate", p)
+    from gan import checkpoint, classifier, data, metrics, runtime
+    from gan.io import write_json
+
+    cfg = load_section(params, EvaluateConfig)
     device = runtime.select_device("auto")
     judge, judge_cfg = classifier.load_classifier(args.classifier)
     trained = checkpoint.load_generator(args.checkpoint, device)

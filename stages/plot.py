@@ -8,8 +8,8 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 
 from pathlib import Path
 
-from gan import plots
-from gan.config import load_section, read_params
+from gan.sections import load_section
+from gan.sections.plot import PlotConfig
 from stages import common
 
 
@@ -17,8 +17,10 @@ def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--log-dir", type=Path, required=True, help="dvclive metrics TSV folder")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    args = p.parse_args()
-    cfg = load_section(read_params(args.params), "plot")
+    args, params = common.start("plot", p, computes=False)
+    from gan import plots
+
+    cfg = load_section(params, PlotConfig)
     log = plots.read_dvclive_metrics(args.log_dir)
     plots.save_figure(plots.loss_curves(log, cfg.smoothing, cfg.dpi), args.out)
     print(f"plot: {len(log)} logged points -> {args.out}")

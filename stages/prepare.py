@@ -8,9 +8,8 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 
 from pathlib import Path
 
-from gan import data, validate
-from gan.config import load_section, read_params
-from gan.io import write_json
+from gan.sections import load_section
+from gan.sections.data import DataConfig
 from stages import common
 
 
@@ -19,11 +18,13 @@ def main() -> None:
     p.add_argument("--raw", type=Path, required=True, help="folder of raw files")
     p.add_argument("--out", type=Path, required=True, help="folder for the prepared splits")
     p.add_argument("--metrics", type=Path, required=True, help="data metrics JSON")
-    args = p.parse_args()
-    params = read_params(args.params)
+    args, params = common.start("prepare", p)
+    from gan import data, preflight
+    from gan.io import write_json
+
     # The first stage to run after a data.* change: refuse a run that cannot finish.
-    validate.check_params(params)
-    cfg = load_section(params, "data")
+    preflight.check_params(params)
+    cfg = load_section(params, DataConfig)
     metrics = data.prepare(cfg.dataset, args.raw, args.out, cfg.image_size,
                            cfg.channels, cfg.background)
     write_json(metrics, args.metrics)

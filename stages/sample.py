@@ -9,10 +9,8 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
 
 from pathlib import Path
 
-from PIL import Image
-
-from gan import checkpoint, classifier, data, metrics, plots, sample
-from gan.config import load_section, read_params
+from gan.sections import load_section
+from gan.sections.sample import SampleConfig
 from stages import common
 
 
@@ -25,8 +23,12 @@ def main() -> None:
     p.add_argument("--pictures", type=Path, required=True, help="folder for the other pictures")
     p.add_argument("--classifier", type=Path, required=True,
                    help="the judge whose features find each sample's nearest training image")
-    args = p.parse_args()
-    cfg = load_section(read_params(args.params), "sample")
+    args, params = common.start("sample", p)
+    from PIL import Image
+
+    from gan import checkpoint, classifier, data, metrics, plots, sample
+
+    cfg = load_section(params, SampleConfig)
     trained = checkpoint.load_generator(args.checkpoint)
     generator, model, classes = trained.generator, trained.model, len(trained.classes)
     sample.interpolation_method(cfg.interpolation, model.noise)  # refuse a bad name first

@@ -12,7 +12,6 @@ if not __package__:  # run as a file: the project is not on the path, its numeri
     sys.exit("error: stages run as modules, from the project's folder: "
              "python -m stages.train ... (dvc repro runs them so)")
 
-import hashlib
 import os
 import signal
 import socket
@@ -21,13 +20,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from dvclive import Live
-
-from gan import classifier, data, io, metrics, numerics, resume, runtime, store, train, validate
-from gan.checkpoint import save_checkpoint
-from gan.config import load_section, load_seed, read_params
 from gan.errors import GanError, Interrupted
-from gan.hooks import Every, EvolutionSnapshots
+from gan.sections import load_section, load_seed
+from gan.sections.evaluate import EvaluateConfig
+from gan.sections.model import ModelConfig
+from gan.sections.resume import ResumeConfig
+from gan.sections.train import TrainConfig
 from stages import common
 
 
@@ -41,20 +39,22 @@ def main() -> None:
     p.add_argument("--evolution", type=Path, help="folder of snapshot grids (none if omitted)")
     p.add_argument("--classifier", type=Path, help="classifier for the FID every "
                    "train.eval_every steps")
-    args = p.parse_args()
-    params = read_params(args.params)
+    args, params = common.start("train", p)
+    from gan import numerics, runtime, validate
+
     seed = load_seed(params)
-    model_cfg = load_section(params, "model")
-    train_cfg = load_section(params, "train")
-    resume_cfg = load_section(params, "resume")
+    model_cfg = load_section(params, ModelConfig)
+    train_cfg = load_section(params, TrainConfig)
+    resume_cfg = load_section(params, ResumeConfig)
     validate.check_run(model_cfg, train_cfg)  # before any data is read
     if (train_cfg.devices > 1 or train_cfg.nodes > 1) and "WORLD_SIZE" not in os.environ:
         sys.exit(relaunch(torchrun_args(train_cfg.devices, train_cfg.nodes), train_cfg.nodes))
     # only evaluate.train_fid_samples is read: see dvc.yaml
-    eval_cfg = load_section(params, "evaluate") if train_cfg.eval_every > 0 else None
+    eval_cfg = load_section(params, EvaluateConfig) if train_cfg.eval_every > 0 else None
     with runtime.process_group(train_cfg.device) as rank:
         try:
-            fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank)
+            fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg,
+                numerics.config(params), rank)
         except Interrupted:
             if rank == 0:
                 raise
@@ -181,22 +181,8 @@ def relaunch(options: list[str], nodes: int = 1) -> int:
     return 130 if forwarded and code != 0 else code
 
 
-def fingerprint_parts(args, train_cfg, eval_cfg) -> dict:
-    """What this stage adds to the fingerprint of a run: its code (the files of every
-    first-party module loaded by now: the import closure of this script, which dvc.yaml
-    lists) and, when FID is logged during training, the classifier file and
-    evaluate.train_fid_samples. Also the numerics section: another thread count or mode
-    continues a run with other bits."""
-    portable, threads = numerics.settings(args.params)
-    parts = {"code": resume.code_files(resume.FIRST_PARTY),
-             "numerics": {"portable": portable, "threads": threads}}
-    if train_cfg.eval_every > 0 and args.classifier is not None and args.classifier.is_file():
-        parts["classifier"] = hashlib.sha256(args.classifier.read_bytes()).hexdigest()
-        parts["params"] = {"evaluate.train_fid_samples": eval_cfg.train_fid_samples}
-    return parts
-
-
-def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank: int = 0) -> None:
+def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, numerics_cfg,
+        rank: int = 0) -> None:
     """Train on every rank; rank 0 also checks and writes the outputs.
 
     What differs between ranks is decided here, and only here. Every rank trains its share of
@@ -205,16 +191,26 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank: int = 0) -
     files and speaks: it checks the output folders, takes the lock, runs the hooks
     (snapshots and FIDs, which would be written or computed once per rank otherwise), logs
     to dvclive, shows progress and writes the checkpoint; train.train has it alone write the
-    state.
+    state. What is done for the resumable state is gan.resume's: this stage's parts of the
+    run's fingerprint (``stage_parts``), the resume store's checks and the lock (``claim``).
     """
+    # Every module the stage runs, on every rank, before its code goes into the fingerprint
+    # (resume.stage_parts): _hooks' too, which rank 0 alone calls.
+    from dvclive import Live
+
+    from gan import classifier, data, io, metrics, resume, train  # noqa: F401
+    from gan.checkpoint import save_checkpoint
+    from gan.hooks import Every  # noqa: F401
+
+    judge = args.classifier if train_cfg.eval_every > 0 else None
+    state_files = resume.Resume.from_params(resume_cfg, args.resume, resume.stage_parts(
+        numerics_cfg, judge, eval_cfg.train_fid_samples if judge is not None else None))
     with ExitStack() as locked:
         if rank == 0:
-            _check_outputs(args, store.folder(resume_cfg.store))
-            # One trainer per state: a second one (a stray process, a second dvc repro)
-            # would interleave its steps with the first's in the same log and state.
-            locked.enter_context(io.exclusive(args.resume, "a train stage"))
-        state_files = resume.Resume.from_params(resume_cfg, args.resume,
-                                                fingerprint_parts(args, train_cfg, eval_cfg))
+            outputs = [p for p in (args.checkpoint.parent, args.log_dir, args.evolution) if p]
+            for folder in outputs:
+                io.check_writable(folder)
+            locked.enter_context(state_files.claim(outputs))
         train_data = data.load_prepared(args.data, "train")
         hooks, log = (), None
         with ExitStack() as logging:
@@ -248,22 +244,11 @@ def fit(args, seed, model_cfg, train_cfg, eval_cfg, resume_cfg, rank: int = 0) -
           f"({done} steps in {seconds:.0f} s, {done / seconds:.1f} steps/s)")
 
 
-def _check_outputs(args, kept: Path | None) -> None:
-    """Before any step: the store is one of its own and every output folder takes a file."""
-    outputs = [args.checkpoint.parent, args.log_dir, args.resume.parent, args.evolution]
-    if kept is not None:  # never the project's folder or an output's: it deletes states
-        others = store.open_store(kept, [Path.cwd(), *filter(None, outputs)])
-        if others:
-            print(f"warning: resume.store: {kept}: {len(others)} entries the store did not "
-                  f"write are left alone ({', '.join(others[:3])}"
-                  f"{', ...' if len(others) > 3 else ''})", file=sys.stderr)
-    for folder in (*outputs, kept):
-        if folder is not None:
-            io.check_writable(folder)
-
-
 def _hooks(args, seed, model_cfg, train_cfg, eval_cfg, train_data) -> list:
     """Rank 0's periodic hooks: snapshot grids and the FID during training."""
+    from gan import classifier, data, metrics
+    from gan.hooks import Every, EvolutionSnapshots
+
     hooks = []
     if args.evolution and train_cfg.snapshot_every:
         hooks.append(EvolutionSnapshots(train_cfg.snapshot_every, args.evolution, seed,

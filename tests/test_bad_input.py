@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import yaml
 
-from gan import validate
+from gan import preflight
 from gan.config import SECTIONS
 from gan.errors import ConfigError
 
@@ -43,7 +43,7 @@ def out_of_range(f: dataclasses.Field):
 def test_every_key_wrong_type_range_and_spelling(section, key, field):
     def error(raw) -> str:  # what the first stage says of the whole params file
         with pytest.raises(ConfigError) as info:
-            validate.check_params({**PARAMS, section: raw})
+            preflight.check_params({**PARAMS, section: raw})
         return str(info.value)
 
     base = dict(PARAMS[section])

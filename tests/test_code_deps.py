@@ -2,7 +2,10 @@
 
 The closure is read from the source (every ``import`` and ``from ... import``, at any depth
 in a file, functions included) starting at ``stages/<name>.py`` and following imports into
-``gan/`` and ``stages/``; importing a module also runs its packages' ``__init__.py``.
+``gan/`` and ``stages/``; importing a module also runs its packages' ``__init__.py``. It
+follows no import of ``gan.preflight`` (REFUSES_ONLY): that check of the whole params file
+can stop the first stage but never change an output, so, like the params a stage reads only
+to refuse them early, it is no stage's dep (gan/preflight.py says why).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import yaml
 from gan.resume import FIRST_PARTY  # the packages whose files are the trainer's code
 
 from conftest import ROOT
+
+# Modules that only refuse bad params: the closure does not follow an import of them.
+REFUSES_ONLY = frozenset({"gan.preflight"})
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -65,7 +71,7 @@ def closure(script: Path, root: Path = ROOT) -> set[str]:
         if path in seen:
             continue
         seen.add(path)
-        for name in imported_modules(path, root):
+        for name in imported_modules(path, root) - REFUSES_ONLY:
             found = module_file(name, root)
             if found is not None and found not in seen:
                 todo.append(found)
@@ -123,3 +129,43 @@ def test_model_and_loss_code_is_no_dep_of_the_data_stages(name):
                   "gan/sample.py"} | {
         p.relative_to(ROOT).as_posix() for p in (ROOT / "gan" / "models").glob("*.py")}
     assert not imported & model_code, f"{name} imports {sorted(imported & model_code)}"
+
+
+@pytest.mark.parametrize("name", ["download", "prepare", "classifier"])
+def test_the_data_stages_import_no_section_they_do_not_read(name):
+    """A key added to train or model (or resume, sample, plot, evaluate) changes a file none
+    of the data stages imports, so it leaves them up to date; so does an edit of the batches
+    training draws (tests/test_params_graph.py runs it through dvc status)."""
+    script = STAGES[name]["cmd"].split("-m ", 1)[1].split()[0]
+    imported = closure(module_file(script))
+    read = {"download": {"data"}, "prepare": {"data"}, "classifier": {"classifier", "data"}}[name]
+    sections = {p.stem for p in (ROOT / "gan" / "sections").glob("*.py")} - {"__init__"}
+    unread = {f"gan/sections/{s}.py" for s in sections - read - {"numerics"}}
+    assert not imported & unread, sorted(imported & unread)
+    if name != "classifier":  # the judge trains on batches too
+        assert "gan/batches.py" not in imported
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_no_stage_imports_every_section(name):
+    """gan.config gathers every section for the tools; a stage that imported it would
+    re-run for a key added to any section."""
+    script = STAGES[name]["cmd"].split("-m ", 1)[1].split()[0]
+    assert "gan/config.py" not in closure(module_file(script))
+
+
+def test_preflight_only_refuses():
+    """What the closures leave out can stop a stage but not change an output: its one public
+    function returns nothing, and the module does nothing when imported but define it."""
+    import inspect
+
+    from gan import preflight
+
+    tree = ast.parse(inspect.getsource(preflight))
+    public = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+              and not node.name.startswith("_")]
+    assert [f.name for f in public] == ["check_params"]
+    assert not [node for node in ast.walk(public[0])
+                if isinstance(node, ast.Return) and node.value is not None]
+    assert all(isinstance(node, (ast.Expr, ast.ImportFrom, ast.Import, ast.FunctionDef))
+               for node in tree.body)

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from gan import validate
+from gan import preflight
 from gan.config import (
     SECTIONS,
     DataConfig,
@@ -97,7 +97,7 @@ def test_betas_become_a_tuple(params):
 def test_bad_values_name_key_value_and_what_is_allowed(params, section, key, value, message):
     raw = dict(params[section], **{key: value})
     with pytest.raises(ConfigError) as info:
-        validate.check_params({**params, section: raw})
+        preflight.check_params({**params, section: raw})
     assert str(info.value) == message
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gan import data
+from gan.batches import DeviceBatches
 from gan.errors import GanError
 
 from conftest import FASHION_MIRROR, spec_for, write_idx_mirror
@@ -135,12 +136,12 @@ def test_real_fashion_mnist_mirror_verifies(tmp_path):
 def test_device_batches_cover_an_epoch_once_and_resume_by_count():
     images = torch.arange(10.0).view(10, 1, 1, 1)
     labels = torch.arange(10)
-    batches = data.DeviceBatches(images, labels, 3, seed=7, device=torch.device("cpu"))
+    batches = DeviceBatches(images, labels, 3, seed=7, device=torch.device("cpu"))
     epoch = torch.cat([batches.next()[1] for _ in range(3)])
     assert len(set(epoch.tolist())) == 9  # 3 batches of 3, no repeats; one image dropped
     later = [batches.next()[1] for _ in range(4)]
-    again = data.DeviceBatches(images, labels, 3, seed=7, device=torch.device("cpu"))
+    again = DeviceBatches(images, labels, 3, seed=7, device=torch.device("cpu"))
     again.drawn = 3
     assert all(torch.equal(a, again.next()[1]) for a in later)
     with pytest.raises(GanError, match="train.batch_size: got 11, must be at most the 10"):
-        data.DeviceBatches(images, labels, 11, seed=7, device=torch.device("cpu"))
+        DeviceBatches(images, labels, 11, seed=7, device=torch.device("cpu"))

@@ -241,7 +241,7 @@ def test_sensible_combinations_pass(model, train):
 
 
 def check(model_cfg: ModelConfig, train: TrainConfig, data_cfg: DataConfig) -> None:
-    """What validate.check_params does with the data, model and train sections."""
+    """What preflight.check_params does with the data, model and train sections."""
     data.check_config(data_cfg)
     validate.check_run(model_cfg, train, data_cfg.image_size)
 

@@ -12,6 +12,7 @@ threads, with the plain run on the same machine.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -295,10 +296,124 @@ def test_settings_and_command_line(tmp_path):
     params.write_text("numerics:\n  threads: 0\n")
     with pytest.raises(ConfigError, match="numerics.threads"):
         numerics.settings(params)
-    assert numerics.params_path(["--data", "d", "--params", "x.yaml"]) == "x.yaml"
-    assert numerics.params_path(["--params=y.yaml"]) == "y.yaml"
-    assert numerics.params_path(["--data", "d"]) == "params.yaml"
-    assert numerics.option(["--machine", "m"], "--machine", None) == "m"
+    assert numerics.config({"numerics": {"threads": 5}}) == NumericsConfig(threads=5)
+    assert numerics.config({"seed": 0}) == NumericsConfig()
+
+
+# --- where a stage starts: one call, and nothing loads torch before it ---------------------
+
+STAGE_SCRIPTS = sorted((ROOT / "stages").glob("*.py"))
+STAGE_NAMES = [p.stem for p in STAGE_SCRIPTS if p.stem not in ("__init__", "common")]
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules a file imports when it loads: its module-level imports, not those inside
+    functions (a stage's ``if not __package__`` guard holds none)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def loaded_on_import(path: Path) -> set[str]:
+    """The top-level names of the third-party packages importing ``path`` loads, following
+    the first-party modules' own module-level imports (and their packages' __init__)."""
+    seen, todo, third = set(), [path], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name in top_level_imports(current):
+            top = name.split(".")[0]
+            if top not in ("gan", "stages"):
+                if top not in sys.stdlib_module_names and top != "__future__":
+                    third.add(top)
+                continue
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                base = ROOT.joinpath(*parts[:i])
+                for found in (base.with_suffix(".py"), base / "__init__.py"):
+                    if found.is_file():
+                        todo.append(found)
+    return third
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_a_stage_module_loads_nothing_that_reads_the_pins_before_it_starts(name):
+    """OpenMP, MKL and NumPy's BLAS read their variables as they load: a stage module loads
+    the standard library and PyYAML only, so common.start pins before torch (or NumPy)."""
+    assert loaded_on_import(ROOT / "stages" / f"{name}.py") <= {"yaml"}
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_every_stage_starts_with_one_start_call_before_any_import(name):
+    """main calls common.start once, with its own name, and imports nothing before it."""
+    tree = ast.parse((ROOT / "stages" / f"{name}.py").read_text())
+    main = next(node for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == "main")
+    calls = [(i, node) for i, statement in enumerate(main.body)
+             for node in ast.walk(statement) if isinstance(node, ast.Call)
+             and ast.unparse(node.func) == "common.start"]
+    assert len(calls) == 1, f"stages/{name}.py: main calls common.start {len(calls)} times"
+    at, call = calls[0]
+    assert ast.literal_eval(call.args[0]) == name
+    before = [node for statement in main.body[:at] for node in ast.walk(statement)
+              if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert not before, f"stages/{name}.py imports before common.start"
+
+
+def test_start_pins_only_the_stages_own_process(tmp_path, monkeypatch):
+    """Called from a test (this process), start parses and reads the params and pins
+    nothing; in the stage's own process it pins before anything else."""
+    from stages import common
+
+    params = tmp_path / "p.yaml"
+    params.write_text("seed: 3\nnumerics:\n  threads: 1\n")
+    pinned = []
+    monkeypatch.setattr(numerics, "pin_environment", lambda *a: pinned.append(("pin", a)))
+    monkeypatch.setattr(numerics, "apply_torch", lambda *a: pinned.append(("torch", a)))
+    monkeypatch.setattr(numerics, "self_check", lambda *a: pinned.append(("check", a[0])))
+    monkeypatch.setattr(sys, "argv", ["x", "--params", str(params)])
+    args, read = common.start("plot", common.parser("plot"))
+    assert args.params == params and read["seed"] == 3 and pinned == []
+    monkeypatch.setattr(common, "own_process", lambda stage: True)
+    common.start("plot", common.parser("plot"), computes=False)
+    assert pinned == [("pin", (True, 1))]
+    pinned.clear()
+    common.start("prepare", common.parser("prepare"))
+    assert pinned == [("pin", (True, 1)), ("torch", (True, 1)), ("check", "prepare")]
+
+
+def test_recommit_runs_the_three_steps_in_order_and_stops_at_a_failure(monkeypatch, capsys):
+    import subprocess
+
+    ran = []
+
+    def fake_run(argv, cwd):
+        ran.append((argv[1:], cwd))
+        return subprocess.CompletedProcess(argv, 1 if "--force" in argv and fail else 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    fail = False
+    assert numerics.main(["--recommit"]) == 0
+    assert [argv for argv, _ in ran] == [["-m", "gan.numerics", "--write"],
+                                         ["tests/test_numerics.py", "--write"],
+                                         ["-m", "dvc", "repro", "--force"]]
+    assert {cwd for _, cwd in ran} == {ROOT}
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == [
+        "recommit 1/3", "recommit 2/3", "recommit 3/3", "recommit"]
+    assert "(python -m gan.numerics --write)" in out[0] and "(dvc repro --force)" in out[2]
+    ran.clear()
+    fail = True
+    assert numerics.main(["--recommit"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: recommit 3/3: dvc repro --force exited with code 1")
 
 
 @pytest.mark.integration

@@ -225,6 +225,49 @@ def test_downstream_stages_are_those_after_the_readers_in_dvc_dag(repo):
             f"{sorted(descendants(reads) - reads)}, the table says {sorted(then)}"
 
 
+# --- a key added to a section ----------------------------------------------------------------
+
+def rerun_stages(repo: Path) -> set[str]:
+    """The stages dvc status finds changed by an edit: a dep that is in the copy (a code
+    file) changed, or params that differ from dvc.lock. A fresh copy has no outputs and no
+    data deps, which dvc status reports missing: those are left out."""
+    from dvc.repo import Repo
+
+    with contextlib.chdir(repo), Repo(".") as dvc_repo:
+        status = dvc_repo.status()
+    found = set()
+    for stage, entries in status.items():
+        for entry in entries:
+            changes = entry.get("changed deps", {}) if isinstance(entry, dict) else {}
+            if PARAMS in changes or any((repo / path).exists() for path in changes):
+                found.add(stage)
+    return found
+
+
+@pytest.mark.integration
+def test_a_key_added_to_train_leaves_the_data_stages_up_to_date(tmp_path):
+    """README's way to add a train key (a field of TrainConfig, its line in params.yaml)
+    re-runs train and what follows at most, never download, prepare or classifier."""
+    repo = copy_project(tmp_path / "repo")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "python", "-c", RECORD_PARAMS)
+    assert rerun_stages(repo) == set(), "the copy differs from dvc.lock before any edit"
+    section = repo / "gan" / "sections" / "train.py"
+    text = section.read_text()
+    last = "    augment: tuple[str, ...] | None = opt((), recorded_when_off=False)\n"
+    assert last in text
+    section.write_text(text.replace(last, last + "    warmup_steps: int = opt(0, min=0, "
+                                                 "recorded_when_off=False)\n"))
+    params = yaml.safe_load((repo / PARAMS).read_text())
+    params["train"]["warmup_steps"] = 0
+    (repo / PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
+    read = sh(repo, "python", "-c", "from gan.config import load_section, read_params; "
+              "print(load_section(read_params('params.yaml'), 'train').warmup_steps)")
+    assert read.strip() == "0"  # the key is one: the copy reads it
+    found = rerun_stages(repo)
+    assert "train" in found and found <= {"train", "sample", "plot", "evaluate"}, found
+
+
 # --- the keys dvc.yaml leaves out because they cannot change an output --------------------
 
 @pytest.mark.integration

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -339,25 +338,21 @@ def test_the_ignoring_line_names_what_differs():
 
 
 def test_the_stage_fingerprints_the_classifier_when_fid_is_logged(tmp_path):
-    from stages.train import fingerprint_parts
+    from gan.sections.numerics import NumericsConfig
 
     judge = tmp_path / "classifier.pt"
     judge.write_bytes(b"weights")
-    params = tmp_path / "params.yaml"
-    params.write_text("numerics:\n  portable: true\n  threads: 2\n")
-    args = SimpleNamespace(classifier=judge, params=params)
-    with_fid = unit_train(**BASE, eval_every=2)
-    few, more = SimpleNamespace(train_fid_samples=50), SimpleNamespace(train_fid_samples=60)
-    first = fingerprint_parts(args, with_fid, few)
+    numerics = NumericsConfig(portable=True, threads=2)
+    first = resume.stage_parts(numerics, judge, 50)
     assert set(first) == {"code", "numerics", "classifier", "params"}
-    assert set(fingerprint_parts(args, unit_train(**BASE, eval_every=0), None)) == \
-        {"code", "numerics"}
-    assert fingerprint_parts(args, with_fid, more)["params"] != first["params"]
+    assert set(resume.stage_parts(numerics)) == {"code", "numerics"}  # no FID logged
+    assert set(resume.stage_parts(numerics, tmp_path / "none.pt", 50)) == {"code", "numerics"}
+    assert resume.stage_parts(numerics, judge, 60)["params"] != first["params"]
     judge.write_bytes(b"other weights")
-    assert fingerprint_parts(args, with_fid, few)["classifier"] != first["classifier"]
+    assert resume.stage_parts(numerics, judge, 50)["classifier"] != first["classifier"]
     # another thread count computes other bits: a state of the first must not resume it
-    params.write_text("numerics:\n  portable: true\n  threads: 1\n")
-    assert fingerprint_parts(args, with_fid, few)["numerics"] != first["numerics"]
+    other = NumericsConfig(portable=True, threads=1)
+    assert resume.stage_parts(other, judge, 50)["numerics"] != first["numerics"]
 
 
 def test_diverged_weights_are_never_checkpointed(tmp_path):

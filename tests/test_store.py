@@ -396,8 +396,9 @@ def _stage_args(project: Path):
 @pytest.mark.parametrize("where", ["models", "project", "file", "under_file", "empty", "loop"])
 def test_a_store_that_cannot_be_the_stores_is_refused_before_training(where, tmp_path,
                                                                       monkeypatch):
-    from gan.config import ResumeConfig
     from gan.errors import GanError
+    from gan.sections.numerics import NumericsConfig
+    from gan.sections.resume import ResumeConfig
     from stages import train as train_stage
 
     project = tmp_path / "project"
@@ -414,7 +415,8 @@ def test_a_store_that_cannot_be_the_stores_is_refused_before_training(where, tmp
     }[where]
     (project / "loop").symlink_to(project / "loop")
     with pytest.raises(GanError, match="^" + expected) as caught:
-        train_stage.fit(_stage_args(project), 1, MODEL, CFG, None, ResumeConfig(store=setting))
+        train_stage.fit(_stage_args(project), 1, MODEL, CFG, None, ResumeConfig(store=setting),
+                        NumericsConfig())
     assert "\n" not in str(caught.value)
     assert (project / "a_file").read_text() == "mine"
     assert not (project / "models" / store.MARK).exists()

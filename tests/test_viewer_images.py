@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from gan import data, image_folder, validate
+from gan import data, image_folder, preflight
 from gan.errors import ConfigError, GanError, GanWarning
 
 from conftest import ROOT
@@ -52,7 +52,7 @@ def test_an_out_of_range_background_is_refused_in_one_line(colour):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["background"] = colour
     with pytest.raises(ConfigError, match=r"^data\.background: "):
-        validate.check_params(params)  # as the first stage checks params.yaml
+        preflight.check_params(params)  # as the first stage checks params.yaml
 
 
 @pytest.mark.parametrize("colour,rgb", [("rgb(255,0,0)", (255, 0, 0)), ("white", (255,) * 3),

@@ -13,8 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from gan.config import ModelConfig, choose
 from gan.models import blocks, dcgan, mlp, resize_conv
+from gan.sections import choose
+from gan.sections.model import ModelConfig
 
 
 class Arch(NamedTuple):

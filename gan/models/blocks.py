@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gan.config import ModelConfig, choose
+from gan.sections import choose
+from gan.sections.model import ModelConfig
 
 # Length of G's label embedding, concatenated to z (the Keras cGAN tutorial's 50).
 LABEL_EMBED_DIM = 50

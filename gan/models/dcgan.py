@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from gan import mathops, names
-from gan.config import ModelConfig, choose
 from gan.models import blocks
+from gan.sections import choose
+from gan.sections.model import ModelConfig
 
 
 def ladder(image_size: int) -> tuple[int, int]:

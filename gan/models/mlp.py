@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from gan import mathops
-from gan.config import ModelConfig
 from gan.models import blocks
+from gan.sections.model import ModelConfig
 
 
 class Generator(nn.Module):
