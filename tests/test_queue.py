@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -166,14 +167,24 @@ def team(tmp_path_factory) -> dict[str, Path]:
     seed = tiny_project(base / "seed")
     origin, storage = base / "origin.git", base / "dvc-storage"
     sh(base, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    sh(seed, "git", "remote", "add", "origin", str(origin))
-    sh(seed, "dvc", "remote", "add", "-d", "storage", str(storage))
+    push_baseline(seed, str(origin), str(storage))
+    return {"seed": seed, "origin": origin, "storage": storage}
+
+
+def push_baseline(seed: Path, origin: str, storage: str,
+                  configure: Callable[[Path], None] | None = None) -> None:
+    """The baseline of docs/experiments.md's sweep across machines: ``origin`` and
+    ``storage`` as the project's git and DVC remotes (``configure`` sets what each machine
+    adds for itself), the pipeline run, committed and pushed to both."""
+    sh(seed, "git", "remote", "add", "origin", origin)
+    sh(seed, "dvc", "remote", "add", "-d", "storage", storage)
+    if configure is not None:
+        configure(seed)
     sh(seed, "dvc", "repro")
     sh(seed, "git", "add", "-A")
     sh(seed, "git", "commit", "-qm", "baseline run")
     sh(seed, "git", "push", "-q", "origin", "main")
     sh(seed, "dvc", "push")
-    return {"seed": seed, "origin": origin, "storage": storage}
 
 
 def test_retry_reruns_the_failed_and_the_dead_until_the_sweep_is_done(team):

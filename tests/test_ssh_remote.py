@@ -28,7 +28,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_queue import experiments, run, sh, start_queue, stop_everything, wait_for_queue
+from test_queue import (
+    experiments,
+    push_baseline,
+    run,
+    sh,
+    start_queue,
+    stop_everything,
+    wait_for_queue,
+)
 
 from conftest import END_TO_END, ROOT, VENV, shell_env, tiny_project
 
@@ -201,14 +209,8 @@ def team(server, tmp_path_factory) -> dict[str, Path]:
     seed = tiny_project(base / "seed")
     origin, storage = server.folder / "origin.git", server.folder / "dvc-storage"
     sh(base, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    sh(seed, "git", "remote", "add", "origin", server.git_url(origin))
-    sh(seed, "dvc", "remote", "add", "-d", "storage", server.url(storage))
-    connect(seed, server)
-    sh(seed, "dvc", "repro")
-    sh(seed, "git", "add", "-A")
-    sh(seed, "git", "commit", "-qm", "baseline run")
-    sh(seed, "git", "push", "-q", "origin", "main")
-    sh(seed, "dvc", "push")
+    push_baseline(seed, server.git_url(origin), server.url(storage),
+                  lambda repo: connect(repo, server))
     return {"seed": seed, "origin": origin, "storage": storage}
 
 
