@@ -6,7 +6,7 @@ they import take the section they read from there, never from here: a stage's co
 (dvc.yaml) are the files it imports, and this module imports every section, so a key added
 to ``train`` would re-run download, prepare and classifier too (``tests/test_code_deps.py``
 keeps this module out of every stage). The tests, ``gan-queue``, ``gan-score``, the
-benchmarks and ``gan.validate``'s whole-file check (which no stage lists, see there) read
+benchmarks and ``gan.preflight``'s whole-file check (which no stage lists, see there) read
 sections by name through ``load_section`` and ``SECTIONS``.
 """
 
