@@ -231,31 +231,41 @@ def test_retry_reruns_the_failed_and_the_dead_until_the_sweep_is_done(team):
     assert not repo_processes(repo)
 
 
-def test_a_sweep_across_two_machines_meets_on_a_third(team, tmp_path):
+def test_a_seed_sweep_across_two_machines_meets_on_a_third(team, tmp_path):
+    """docs/experiments.md's two sections on real tiny runs: machine A runs seed 1 of the
+    committed setting, machine B seeds 0 and 1 of another lr (DVC's `range` sweep), each
+    through its own queue; both push, and a laptop that pulls them draws every run's curves
+    and sample grid and `gan-compare` pools them with the committed run (seed 0) into one
+    group per lr, the seed ignored."""
     origin = str(team["origin"])
-    halves = {"machine-a": ("0.0012", "0.0022"), "machine-b": ("0.0042", "0.0052")}
-    machines = {name: tmp_path / name for name in (*halves, "laptop")}
+    committed = yaml.safe_load((team["seed"] / "params.yaml").read_text())
+    other = 0.0015
+    assert committed["seed"] == 0 and committed["train"]["lr"] != other
+    lines = {"machine-a": [["-S", "seed=1"]],
+             "machine-b": [["-S", "seed=range(0,2)", "-S", f"train.lr={other}"]]}
+    expected = {"machine-a": 1, "machine-b": 2}
+    machines = {name: tmp_path / name for name in (*lines, "laptop")}
     try:
-        for name, lrs in halves.items():
+        for name, queued in lines.items():
             sh(tmp_path, "git", "clone", "-q", origin, str(machines[name]))
             sh(machines[name], "dvc", "pull")  # the baseline's outputs: nothing retrains
-            for lr in lrs:
-                sh(machines[name], "dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}")
-        for name in halves:  # each machine runs its half; here the two side by side
+            for line in queued:
+                sh(machines[name], "dvc", "exp", "run", "--queue", *line)
+        for name in lines:  # each machine runs its part; here the two side by side
             start_queue(machines[name], 1)
-        for name in halves:
-            # both listed and ended: between two runs DVC can list the next one nowhere
-            status = wait_for_queue(machines[name], lambda s: len(s) == 2 and set(
+        for name, n in expected.items():
+            # all listed and ended: between two runs DVC can list the next one nowhere
+            status = wait_for_queue(machines[name], lambda s, n=n: len(s) == n and set(
                 s.values()) <= {"Success", "Failed"}, between_runs=True)
-            assert sorted(status.values()) == ["Success", "Success"], status
+            assert sorted(status.values()) == ["Success"] * n, status
             sh(machines[name], "dvc", "exp", "push", "origin", "--all-commits")
 
         laptop = machines["laptop"]
         sh(tmp_path, "git", "clone", "-q", origin, str(laptop))
         sh(laptop, "dvc", "exp", "pull", "origin", "--all-commits")
         found = experiments(laptop)
-        everyone = {lr for lrs in halves.values() for lr in lrs}
-        assert sorted(exp["lr"] for exp in found) == sorted(everyone), found
+        assert sorted(float(exp["lr"]) for exp in found) == sorted(
+            [committed["train"]["lr"], other, other]), found
         assert all(exp["step"] == 6 for exp in found), found
         names = [exp["name"] for exp in found]
         sh(laptop, "dvc", "plots", "diff", *names, "-o", "sweep")
@@ -264,10 +274,23 @@ def test_a_sweep_across_two_machines_meets_on_a_third(team, tmp_path):
             assert f'"rev": "{name}"' in html, name  # its curves
             assert f"static/{name}_outputs_samples.png" in html, name  # its sample grid
             assert (laptop / "sweep" / "static" / f"{name}_outputs_samples.png").is_file()
+        report = json.loads(sh(laptop, "gan-compare", "--json", "--metric", "fid"))
     finally:
         for path in machines.values():
             if path.is_dir():
                 stop_everything(path)
+    assert report["differing_params"] == ["train.lr"], report
+    groups = {g["params"]["train.lr"]: g for g in report["groups"]}
+    assert sorted(groups) == sorted([committed["train"]["lr"], other]), groups
+    assert sorted(groups[committed["train"]["lr"]]["seeds"]) == [0, 1], groups
+    assert sorted(groups[other]["seeds"]) == [0, 1], groups
+    for group in groups.values():
+        fid = group["scores"]["fid"]
+        assert group["n"] == 2 and len(set(fid["values"])) == 2, group
+        low, high = fid["interval"]
+        assert low < fid["mean"] < high, fid
+    (difference,) = [d for d in report["differences"] if d["metric"] == "fid"]
+    assert difference["verdict"] in ("significant", "not significant"), difference
 
 
 def test_outside_a_dvc_repository_it_says_so_in_one_line(tmp_path):
@@ -285,39 +308,3 @@ def test_an_empty_queue_has_nothing_to_retry(tmp_path):
     retry = run(tmp_path, "gan-queue", "retry", "--wait")
     assert retry.stdout == "gan-queue: nothing to retry: no failed or dead experiment in the " \
                            "queue\n" and retry.stderr == "", retry
-
-
-def test_a_seed_sweep_through_the_queue_ends_in_its_groups(team, tmp_path):
-    """README's way of comparing settings, on real tiny runs: seeds 1 and 2 of the committed
-    setting and seeds 0 and 1 of another lr run through DVC's queue, and `gan-compare` pools
-    them with the committed run (seed 0) into one group per lr, the seed ignored."""
-    repo = tmp_path / "sweep"
-    sh(tmp_path, "git", "clone", "-q", str(team["origin"]), str(repo))
-    sh(repo, "dvc", "pull")  # the baseline's outputs: seed 0 of the committed setting
-    committed = yaml.safe_load((repo / "params.yaml").read_text())
-    other = 0.0015
-    assert committed["seed"] == 0 and committed["train"]["lr"] != other
-    try:
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=range(1,3)")
-        sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=range(0,2)",
-           "-S", f"train.lr={other}")
-        start_queue(repo, 2)
-        status = wait_for_queue(repo, lambda s: len(s) == 4 and set(
-            s.values()) <= {"Success", "Failed"}, between_runs=True)
-        assert sorted(status.values()) == ["Success"] * 4, status
-        report = json.loads(sh(repo, "gan-compare", "--json", "--metric", "fid"))
-    finally:
-        stop_everything(repo)
-    assert report["differing_params"] == ["train.lr"], report
-    groups = {g["params"]["train.lr"]: g for g in report["groups"]}
-    assert sorted(groups) == sorted([committed["train"]["lr"], other]), groups
-    assert (groups[committed["train"]["lr"]]["n"], groups[other]["n"]) == (3, 2), groups
-    assert sorted(groups[committed["train"]["lr"]]["seeds"]) == [0, 1, 2], groups
-    assert sorted(groups[other]["seeds"]) == [0, 1], groups
-    for group in groups.values():
-        fid = group["scores"]["fid"]
-        assert len(fid["values"]) == group["n"] and len(set(fid["values"])) == group["n"]
-        low, high = fid["interval"]
-        assert low < fid["mean"] < high, fid
-    (difference,) = [d for d in report["differences"] if d["metric"] == "fid"]
-    assert difference["verdict"] in ("significant", "not significant"), difference
