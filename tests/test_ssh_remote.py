@@ -1,9 +1,9 @@
 """docs/experiments.md's sweep across machines over a real server: OpenSSH's sshd, started
 here on 127.0.0.1 with keys made here, serves the team's git repository (git over ssh://)
-and its DVC remote (dvc-ssh, SFTP). Two machines run their halves of a sweep and push at the
-same time, a third pulls and compares; a push killed half-way is pushed again; and the lines
-DVC prints when the server is unreachable, refuses the key, lacks room, or the plugin is
-missing are the ones the page's troubleshooting table quotes.
+and its DVC remote (dvc-ssh, SFTP). Two machines run their parts of a seed sweep and push at
+the same time, a third pulls and compares them; a push killed half-way is pushed again; and
+the lines DVC prints when the server is unreachable, refuses the key, lacks room, or the
+plugin is missing are the ones the page's troubleshooting table quotes.
 
 Nothing outside the test's folders is read or changed: every process the tests start has a
 home folder made here (its ~/.ssh/config and ~/.gitconfig name the key and the known host),
@@ -243,49 +243,73 @@ def assert_whole(storage: Path) -> None:
 
 
 def test_a_sweep_over_ssh_meets_on_a_third_clone(team, server, tmp_path):
-    """Two machines clone over SSH, pull the baseline, run their half of the sweep through
-    the queue and `dvc exp push` at the same time; a laptop pulls everything, gan-compare
-    groups it, and each experiment's model and pictures come out of the cache: nothing
+    """docs/experiments.md's sweep across machines and its seeds, over SSH: machine A runs
+    seed 1 of the committed setting, machine B seeds 0 and 1 of another lr (DVC's `range`
+    sweep), each through its own queue, and both `dvc exp push` at the same time. A laptop
+    pulls everything: every run's curves and sample grid in one `dvc plots diff`,
+    `gan-compare` pools the runs with the committed one (seed 0) into one group per lr, the
+    seed ignored, and each experiment's model and pictures come out of the cache: nothing
     retrains."""
-    halves = {"machine-a": "0.0012", "machine-b": "0.0042"}
-    machines = {name: tmp_path / name for name in (*halves, "laptop")}
+    committed = yaml.safe_load((team["seed"] / "params.yaml").read_text())
+    other = 0.0015
+    assert committed["seed"] == 0 and committed["train"]["lr"] != other
+    lines = {"machine-a": ["-S", "seed=1"],
+             "machine-b": ["-S", "seed=range(0,2)", "-S", f"train.lr={other}"]}
+    counts = {"machine-a": 1, "machine-b": 2}
+    machines = {name: tmp_path / name for name in (*lines, "laptop")}
     try:
-        for name, lr in halves.items():
+        for name, line in lines.items():
             clone(server, team, machines[name])
             sh(machines[name], "dvc", "pull")  # the baseline's outputs: nothing before train
-            sh(machines[name], "dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}")
-        for name in halves:
+            sh(machines[name], "dvc", "exp", "run", "--queue", *line)
+        for name in lines:  # each machine runs its part; here the two side by side
             start_queue(machines[name], 1)
-        for name in halves:
-            status = wait_for_queue(machines[name], lambda s: len(s) == 1 and set(
+        for name, n in counts.items():
+            # all listed and ended: between two runs DVC can list the next one nowhere
+            status = wait_for_queue(machines[name], lambda s, n=n: len(s) == n and set(
                 s.values()) <= {"Success", "Failed"}, between_runs=True)
-            assert list(status.values()) == ["Success"], status
+            assert sorted(status.values()) == ["Success"] * n, status
 
         env = shell_env(VENV)
         pushes = {name: subprocess.Popen(["dvc", "exp", "push", "origin", "--all-commits"],
                                          cwd=machines[name], env=env, text=True,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT) for name in halves}
+                                         stderr=subprocess.STDOUT) for name in lines}
         assert all(proc.poll() is None for proc in pushes.values())  # both at once
         for name, proc in pushes.items():
             out, _ = proc.communicate(timeout=300)
             assert proc.returncode == 0, f"{name}: {out}"
         refs = sh(machines["machine-a"], "git", "ls-remote", "origin", "refs/exps/*")
-        assert len(refs.splitlines()) == 2, refs  # both machines' experiments, one each
+        assert len(refs.splitlines()) == 3, refs  # both machines' experiments
 
         laptop = clone(server, team, machines["laptop"])
         sh(laptop, "dvc", "exp", "pull", "origin", "--all-commits")
         found = experiments(laptop)
-        assert sorted(exp["lr"] for exp in found) == sorted(halves.values()), found
+        assert sorted(float(exp["lr"]) for exp in found) == sorted(
+            [committed["train"]["lr"], other, other]), found
         assert all(exp["step"] == 6 for exp in found), found
+        names = [exp["name"] for exp in found]
+        sh(laptop, "dvc", "plots", "diff", *names, "-o", "sweep")
+        html = (laptop / "sweep" / "index.html").read_text()
+        for name in names:
+            assert f'"rev": "{name}"' in html, name  # its curves
+            assert f"static/{name}_outputs_samples.png" in html, name  # its sample grid
+            assert (laptop / "sweep" / "static" / f"{name}_outputs_samples.png").is_file()
 
         report = json.loads(run(laptop, "gan-compare", "--json", "--metric", "fid").stdout)
-        committed = yaml.safe_load((laptop / "params.yaml").read_text())["train"]["lr"]
         assert report["differing_params"] == ["train.lr"], report
-        groups = {str(g["params"]["train.lr"]): g for g in report["groups"]}
-        assert sorted(groups) == sorted([str(committed), *halves.values()]), groups
-        for exp in found:
-            assert groups[exp["lr"]]["runs"] == [exp["name"]], groups
+        groups = {g["params"]["train.lr"]: g for g in report["groups"]}
+        assert sorted(groups) == sorted([committed["train"]["lr"], other]), groups
+        for group in groups.values():
+            assert sorted(group["seeds"]) == [0, 1], group
+            fid = group["scores"]["fid"]
+            assert group["n"] == 2 and len(set(fid["values"])) == 2, group
+            low, high = fid["interval"]
+            assert low < fid["mean"] < high, fid
+        assert sorted(groups[other]["runs"]) == sorted(
+            exp["name"] for exp in found if float(exp["lr"]) == other), groups
+        (difference,) = [d for d in report["differences"] if d["metric"] == "fid"]
+        assert difference["verdict"] in ("significant", "not significant"), difference
 
         for exp in found:  # outputs out of the cache the pull filled: no stage runs
             sh(laptop, "dvc", "exp", "apply", exp["name"])
