@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from gan.errors import GanError
 
 # OSErrors that say the place cannot take the file, not that the code is wrong: each becomes
@@ -246,6 +244,8 @@ def write_json(data: dict, path: Path, *, parents: bool = True) -> None:
 
 def save_torch(value: Any, path: Path, *, parents: bool = True) -> None:
     """``torch.save`` through ``write_atomic``."""
+    import torch  # here, not above: the plot stage writes through this module without torch
+
     # Serialised in memory first: torch's zip writer reports a full disk as a RuntimeError
     # about stream positions, a plain write as ENOSPC. The bytes are the same either way.
     buffer = io.BytesIO()
@@ -284,6 +284,8 @@ def read_torch(path: Path, fmt: int, kind: str, missing: str = "") -> dict[str, 
     if not path.is_file():
         raise GanError(f"{path}: {kind} not found{missing}")
     check_integrity(path, kind)
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -4,13 +4,16 @@ images."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+
+if TYPE_CHECKING:  # tensors are only handed in: the plot stage draws without loading torch
+    import torch
 
 from gan.errors import GanError  # noqa: E402
 from gan.io import write_atomic  # noqa: E402

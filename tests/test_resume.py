@@ -129,7 +129,7 @@ def rank_process(proc: subprocess.Popen, rank: int) -> psutil.Process:
 
 
 def generator_of(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return {**ckpt["generator"], **{f"ema.{k}": v for k, v in ckpt["generator_ema"].items()}}
 
 
@@ -157,7 +157,7 @@ def assert_same_run(out: Path, reference: Path, steps: int, log_every: int) -> N
 
 def resume_and_compare(base: Path, out: Path, reference: Path, steps: int,
                        log_every: int) -> None:
-    saved_step = torch.load(out / "resume.pt", weights_only=False)["step"]
+    saved_step = torch.load(out / "resume.pt", weights_only=True)["step"]
     assert 0 < saved_step < steps
     assert not (out / "gan.pt").exists()
     shutil.rmtree(out / "evolution")  # as DVC clears the outputs before it runs the stage
@@ -191,7 +191,7 @@ def test_interrupted_run_resumes_to_the_same_bits(setup, uninterrupted, sig):
         assert "interrupted at step" in stderr and "again to resume" in stderr
         assert "Traceback" not in stderr
     # the snapshots taken so far travel in the state (DVC deletes the folder)
-    saved = torch.load(out / "resume.pt", weights_only=False)
+    saved = torch.load(out / "resume.pt", weights_only=True)
     assert saved["hooks"]["evolution"] == {
         name: blob for name, blob in snapshots(out).items()
         if int(name[5:11]) <= saved["step"]}
@@ -224,7 +224,7 @@ def test_state_of_another_device_is_ignored_in_one_line(setup, uninterrupted, tm
     start_then_signal(setup, out, signal.SIGKILL)
     for state in resume_store.iterdir():  # this CPU run's own state, kept outside the folder
         state.unlink()
-    saved = torch.load(out / "resume.pt", weights_only=False)
+    saved = torch.load(out / "resume.pt", weights_only=True)
     saved["fingerprint"]["device"] = CUDA_DEVICE
     saved["ranks"][0]["rng"]["noise"] = CUDA_NOISE_STATE
     torch.save(saved, out / "resume.pt")
@@ -258,7 +258,7 @@ def test_the_stage_fingerprints_exactly_the_code_dvc_yaml_lists(setup, tmp_path)
     """The code part of a real stage's state is the digest of the files of its train deps."""
     out = tmp_path / "code"
     start_then_signal(setup, out, signal.SIGKILL)
-    saved = torch.load(out / "resume.pt", weights_only=False)
+    saved = torch.load(out / "resume.pt", weights_only=True)
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     listed = sorted(dep for dep in stage["deps"] if dep.endswith(".py"))
     files = {path: resume._digest((ROOT / path).read_bytes()) for path in listed}
@@ -366,7 +366,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path):
                     progress=False, say=lambda _: None,
                     resume=Resume(path=tmp_path / "r.pt", every=1))
     if (tmp_path / "r.pt").exists():
-        saved = torch.load(tmp_path / "r.pt", weights_only=False)
+        saved = torch.load(tmp_path / "r.pt", weights_only=True)
         assert all(torch.isfinite(v).all() for v in saved["generator"].values()
                    if v.is_floating_point())
 
@@ -394,7 +394,7 @@ def ddp_killed(ddp_setup, tmp_path_factory):
 @pytest.mark.integration
 def test_a_killed_two_process_run_resumes_to_the_same_bits(ddp_setup, ddp_uninterrupted,
                                                            ddp_killed, tmp_path):
-    saved = torch.load(ddp_killed, weights_only=False)
+    saved = torch.load(ddp_killed, weights_only=True)
     assert len(saved["ranks"]) == 2
     one, two = (part["rng"] for part in saved["ranks"])
     assert torch.equal(one["noise"], two["noise"])  # every rank draws the global batch
