@@ -49,18 +49,6 @@ LONGEST_FIRST = ("test_queue.py", "test_ssh_remote.py", "test_readme.py", "test_
                  "test_speed.py")
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto` (pyproject's addopts): a worker per core, and one more when the run may hold
-    integration tests. Those wait on what they start (dvc, its queue, torchrun, sshd) for a
-    good part of their time, and a third worker on two cores fills it: the whole suite took
-    about a tenth less. The fast layer only computes, and one worker per core is faster
-    there (docs/performance.md, "The test suite")."""
-    cores = os.cpu_count() or 1
-    if "not integration" in " ".join((config.getoption("markexpr") or "").split()):
-        return cores
-    return cores + 1
-
-
 def pytest_collection_modifyitems(config, items):
     """LONGEST_FIRST's files first, in its order, then the others; each file kept whole and
     in its order. The workers (pyproject's addopts) take whole files in this order, so the
