@@ -23,7 +23,7 @@ from gan.resume import Resume
 from conftest import ROOT, tiny_split, unit_train
 
 STEPS = 240
-DDP_STEPS = 120
+DDP_STEPS = 60
 # The fingerprint part of a state saved by a CUDA run, and the size of a CUDA generator's
 # state (its seed and offset); a CPU generator's state is 5,056 bytes.
 CUDA_DEVICE = "cuda, bf16, channels_last, 1 process"

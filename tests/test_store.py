@@ -198,14 +198,14 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
     repo = tiny_project(tmp_path / "project")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update(log_every=100, eval_every=0, snapshot_every=500)
-    params["resume"]["checkpoint_every"] = 100
+    params["resume"]["checkpoint_every"] = 50
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # Up to train alone, each run here: sample, plot and evaluate have nothing to do with
     # where train resumes from, and would triple the test's time.
     sh(repo, "dvc", "repro", "train")  # the baseline: 6 steps
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
-    line = ["-S", "train.lr=3e-4", "-S", "train.steps=600"]
+    line = ["-S", "train.lr=3e-4", "-S", "train.steps=300"]
     try:
         sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "first", "train")
         start_queue(repo)
@@ -218,14 +218,14 @@ def test_killed_queued_experiment_resumes_when_queued_again(tmp_path, resume_sto
             proc.send_signal(signal.SIGKILL)
         psutil.wait_procs(repo_processes(repo), timeout=30)
         saved = torch.load(store.states(resume_store)[0], weights_only=True)["step"]
-        assert 0 < saved < 600
+        assert 0 < saved < 300
 
         sh(repo, "dvc", "exp", "run", "--queue", *line, "-n", "again", "train")
         start_queue(repo)
         status = wait_for(repo, "again")
         assert "Success" in status, status
         logs = sh(repo, "dvc", "queue", "logs", "again")
-        assert f"train: resuming from step {saved} of 600" in logs, logs
+        assert f"train: resuming from step {saved} of 300" in logs, logs
     finally:
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=shell_env(VENV),
                        capture_output=True, timeout=120)
