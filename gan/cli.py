@@ -32,7 +32,8 @@ images as the floor (keys ending in _real; memorised's floor is the test split's
 share), N being the folder's image count, and as many images of each kind of junk (keys
 _junk_<kind>; a score junk fools is flagged flag_<score>_junk). Images are converted to
 the judge's channels and fitted to its size; evaluate.seed and evaluate.batch_size come
-from --params when that file exists."""
+from --params when that file exists, and so do the numerics (numerics.portable and
+numerics.threads pinned as the stages pin them, so the scores are evaluate's, bit for bit)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="walk: linear, spherical, or auto (spherical for normal noise)")
     p.add_argument("--label", type=int, default=None,
                    help="conditional models: the class of every image (default: cycle)")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"),
+                   help="its numerics section pins the arithmetic as the stages do "
+                        "(default: params.yaml; absent: torch's own choice)")
     return p
 
 
@@ -145,8 +149,9 @@ def _score_parser() -> argparse.ArgumentParser:
                    help="prepared splits: test to compare with, train for the floor "
                         "(default: data/prepared)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"),
-                   help="its evaluate section gives the seed and batch size (default: "
-                        "params.yaml; absent: their defaults)")
+                   help="its evaluate section gives the seed and batch size, its numerics "
+                        "section the arithmetic, as the stages do (default: params.yaml; "
+                        "absent: their defaults and torch's own choice)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with metrics/eval.json's keys")
     p.add_argument("--nearest", type=Path, default=None, metavar="PNG",

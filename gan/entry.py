@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 
+from gan.errors import GanError
+
 
 def _run(prog: str, module: str, function: str) -> int:
     """Import ``module`` and return what its ``function`` returns; Ctrl-C at any moment is
@@ -25,7 +27,15 @@ def _run(prog: str, module: str, function: str) -> int:
 
     signal.signal(signal.SIGINT, leave)
     try:
+        pinned = _pin_numerics(prog) if prog in COMPUTING else None
         command = getattr(importlib.import_module(module), function)
+        if pinned is not None:
+            from gan import numerics
+
+            numerics.apply_torch(*pinned)
+    except GanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if signal.getsignal(signal.SIGINT) is leave:  # unless an import set its own
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -35,6 +45,32 @@ def _run(prog: str, module: str, function: str) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback either
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+# The scripts that compute with torch: like the stages, they pin the numerics of their
+# params file (``--params``, default params.yaml, when it exists) before torch loads, so
+# gan-score's numbers are the evaluate stage's, bit for bit, on any CPU (docs/resume.md,
+# "Portable numerics").
+COMPUTING = ("gan-sample", "gan-score")
+
+
+def _pin_numerics(prog: str) -> tuple[bool, int] | None:
+    """Pin the numerics section of this command's ``--params`` file in the environment;
+    (portable, threads) for torch's own switches once it has loaded, None when there is no
+    such file (torch's own choice, as in any Python program)."""
+    import argparse
+    from pathlib import Path
+
+    from gan import numerics
+
+    pre = argparse.ArgumentParser(prog=prog, add_help=False)
+    pre.add_argument("--params", type=Path, default=Path("params.yaml"))
+    path = pre.parse_known_args(sys.argv[1:])[0].params
+    if not path.is_file():
+        return None
+    portable, threads = numerics.settings(path)
+    numerics.pin_environment(portable, threads)
+    return portable, threads
 
 
 def sample() -> int:

@@ -389,6 +389,45 @@ def test_start_pins_only_the_stages_own_process(tmp_path, monkeypatch):
     assert pinned == [("pin", (True, 1)), ("torch", (True, 1)), ("check", "prepare")]
 
 
+CONSOLE_PIN = """
+import os, sys
+from gan import entry
+sys.argv = ["gan-score", *sys.argv[1:]]
+print(entry._pin_numerics("gan-score"), "torch" in sys.modules,
+      os.environ.get("ATEN_CPU_CAPABILITY"), os.environ.get("OMP_NUM_THREADS"),
+      os.environ.get("MKL_CBWR"))
+"""
+
+
+@pytest.mark.integration
+def test_console_scripts_pin_their_params_numerics_before_torch(tmp_path):
+    """gan-score and gan-sample pin the numerics of --params (params.yaml by default) as
+    the stages do, before torch loads; with no params file, nothing."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_CBWR")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def pin(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", CONSOLE_PIN, *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert pin("folder") == "None False None None None"  # no params.yaml here
+    (tmp_path / "params.yaml").write_text("numerics:\n  threads: 1\n")
+    assert pin("folder") == "(True, 1) False avx2 1 COMPATIBLE"
+    (tmp_path / "other.yaml").write_text("numerics:\n  portable: true\n  threads: 3\n")
+    assert pin("folder", "--params", "other.yaml") == "(True, 3) False avx2 3 COMPATIBLE"
+    assert pin("--params=other.yaml", "folder") == "(True, 3) False avx2 3 COMPATIBLE"
+
+    (tmp_path / "bad.yaml").write_text("numerics:\n  threads: 0\n")
+    score = [sys.executable, "-c", "import sys; from gan.entry import score; sys.exit(score())"]
+    proc = subprocess.run([*score, "folder", "--params", "bad.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: numerics.threads: got 0"), proc.stderr
+
+
 def test_recommit_runs_the_three_steps_in_order_and_stops_at_a_failure(monkeypatch, capsys):
     import subprocess
 

@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from gan import checkpoint, classifier, data, export_folder, metrics, sample
+from gan import checkpoint, classifier, data, export_folder, metrics
 from gan.config import ClassifierConfig, EvaluateConfig
 
 from conftest import FASHION_MIRROR, VENV, shell_env, tiny_project, tiny_split
@@ -230,6 +230,42 @@ def changes_rerun_download(repo: Path, images: Path, files: list[Path]) -> None:
     assert prepared["train"]["count"] + prepared["test"]["count"] == 299
 
 
+# Evaluate's scores of a project's generated images rounded to 8 bits as PNGs are: the
+# run's generator and evaluate's seed, in a process that pins the project's numerics first.
+SCORE_ROUNDED = """
+import json, sys
+from pathlib import Path
+
+import yaml
+
+from gan import numerics
+
+repo = Path(sys.argv[1])
+numerics.pin_environment(*numerics.settings(repo / "params.yaml"))
+numerics.apply_torch(*numerics.settings(repo / "params.yaml"))
+import numpy as np
+
+from gan import checkpoint, classifier, data, metrics, sample
+from gan.config import EvaluateConfig
+
+cfg = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]
+n, seed = cfg["n_samples"], cfg["seed"]
+trained = checkpoint.load_generator(repo / "models" / "gan.pt")
+test_data = data.load_prepared(repo / "data" / "prepared", "test")
+images, _ = metrics.seeded_samples(trained.generator, n, trained.model,
+                                   len(test_data["classes"]), seed, cfg["batch_size"])
+pixels = np.stack([np.asarray(sample.to_grid_image(x[None], nrow=1, padding=0))
+                   for x in images])
+judge, judge_cfg = classifier.load_classifier(repo / "models" / "classifier.pt")
+expected = metrics.score_images(data.to_unit_range(pixels, images.shape[-1]), None, judge,
+                                data.load_prepared(repo / "data" / "prepared", "train"),
+                                test_data, EvaluateConfig(**cfg))
+expected["n_samples"] = n
+expected.update(dict.fromkeys(metrics.judge_checks(expected, judge_cfg), 1))
+print(json.dumps(expected))
+"""
+
+
 @needs_mirror
 @pytest.mark.e2e
 @needs_venv
@@ -250,18 +286,12 @@ def test_gan_score_of_gan_sample_images_matches_evaluate(folder_repo, tmp_path):
     for key in [k for k in got if k.startswith("fid_junk_")]:
         assert got[key] == pytest.approx(written[key], rel=1e-6), key
 
-    trained = checkpoint.load_generator(repo / "models" / "gan.pt")
-    test_data = data.load_prepared(repo / "data" / "prepared", "test")
-    images, _ = metrics.seeded_samples(trained.generator, n, trained.model,
-                                       len(test_data["classes"]), seed, cfg["batch_size"])
-    pixels = np.stack([np.asarray(sample.to_grid_image(x[None], nrow=1, padding=0))
-                       for x in images])
-    judge, judge_cfg = classifier.load_classifier(repo / "models" / "classifier.pt")
-    expected = metrics.score_images(data.to_unit_range(pixels, images.shape[-1]), None, judge,
-                                    data.load_prepared(repo / "data" / "prepared", "train"),
-                                    test_data, EvaluateConfig(**cfg))
-    expected["n_samples"] = n
-    expected.update(dict.fromkeys(metrics.judge_checks(expected, judge_cfg), 1))
+    # evaluate's scoring of the same images after the PNGs' rounding, in a process pinned as
+    # the stage and gan-score are (this one loaded torch unpinned)
+    scored = subprocess.run([str(VENV / "bin" / "python"), "-c", SCORE_ROUNDED, str(repo)],
+                            cwd=repo, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stderr
+    expected = json.loads(scored.stdout)
     # junk beside the floor, as evaluate writes it: made of the same real images
     assert {f"{name}_junk_{kind}" for name in metrics.JUNK_SCORES
             for kind in metrics.JUNK_KINDS} <= set(got)

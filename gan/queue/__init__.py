@@ -21,11 +21,13 @@ change it makes is one DVC makes itself.
   and no live worker holds the task (none is left, or each one that could answers DVC's own
   ``celery inspect`` without it). Workers are told apart from other repositories' by their
   celery node name, which DVC derives from this repository's queue folder. A worker that
-  does not answer, or two live workers of one name (DVC starts a namesake when a busy one
-  misses its ping), leave their tasks running: a task is never called dead on a guess. The
-  queue is read before the processes and the answers and again after them, and only a task
-  running in both reads counts: a worker stores a task's result before it lets go of it, so
-  one that ends meanwhile reads as ended, and one that starts meanwhile was not running.
+  does not answer is looked for again in a fresh read of the processes (an idle worker that
+  shuts itself down is listed but silent until it is gone). One that stays, or two live
+  workers of one name (DVC starts a namesake when a busy one misses its ping), leave their
+  tasks running: a task is never called dead on a guess. The queue is read before the
+  processes and the answers and again after them, and only a task running in both reads
+  counts: a worker stores a task's result before it lets go of it, so one that ends
+  meanwhile reads as ended, and one that starts meanwhile was not running.
 - **Retry.** Each failed or dead experiment is re-queued as itself: its stash commit (same
   baseline, code and params, same name) goes back on DVC's stash ref and a new celery task
   for it is sent, as ``dvc exp run --queue`` does. All of it happens under DVC's own lock of

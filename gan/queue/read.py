@@ -3,6 +3,7 @@ worker of this repository will ever finish them (gan.queue, "Dead")."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from gan import dvc_internals as dvc
@@ -67,6 +68,11 @@ def judge(queue, running: list[Entry], table) -> dict[str, str]:
     number and skips the numbers of the workers that answer its ping, so a busy worker that
     misses the ping gets a namesake. Both answer celery's inspect under the one name, so
     their answers cannot be told apart, and a task one of them may hold is left running."""
+    return _judge(queue, running, table)[0]
+
+
+def _judge(queue, running: list[Entry], table) -> tuple[dict[str, str], bool]:
+    """``judge``'s verdict, and whether a free worker left it open by not answering."""
     live = workers(queue, table)
     execs = exec_runs(queue, table)
     dead, busy, undecided = {}, set(), []
@@ -80,14 +86,35 @@ def judge(queue, running: list[Entry], table) -> dict[str, str]:
             dead[item.rev] = "its worker is gone; its exec-run runs on, orphaned"
     free = {live[pid] for pid in live if pid not in busy}
     if not undecided:
-        return dead
+        return dead, False
     if not free:
         dead.update((item.rev, "no live queue worker holds it") for item in undecided)
-    elif len(live) == len(set(live.values())):  # no two workers share a name
-        held, answered = ask_workers(queue, free)
-        if answered >= free:
-            dead.update((item.rev, "no live queue worker holds it")
-                        for item in undecided if item.task_id not in held)
+        return dead, False
+    if len(live) != len(set(live.values())):  # two workers share a name
+        return dead, False
+    held, answered = ask_workers(queue, free)
+    if answered >= free:
+        dead.update((item.rev, "no live queue worker holds it")
+                    for item in undecided if item.task_id not in held)
+        return dead, False
+    return dead, True
+
+
+# Process tables read when a free worker stays silent: an idle DVC worker shuts itself down,
+# and while it does it is still listed but answers no more; the next read finds it gone.
+SILENT_READS = 3
+SILENT_PAUSE = 1.0  # seconds between them
+
+
+def settle(queue, running: list[Entry]) -> dict[str, str]:
+    """``judge`` on a fresh process table, read again while a free worker stays silent;
+    what stays open after the last read is left running."""
+    for attempt in range(SILENT_READS):
+        dead, silent = _judge(queue, running, processes())
+        if not silent:
+            break
+        if attempt + 1 < SILENT_READS:
+            time.sleep(SILENT_PAUSE)
     return dead
 
 
@@ -99,7 +126,7 @@ def classify(queue) -> list[Entry]:
     before it lets go of the task, so one that ends meanwhile reads as ended the second
     time, and one that starts meanwhile did not run the first time."""
     running = [item for item in snapshot(queue) if item.state == "running"]
-    dead = judge(queue, running, processes()) if running else {}
+    dead = settle(queue, running) if running else {}
     task_of = {item.rev: item.task_id for item in running}
     entries = snapshot(queue)
     for item in entries:
