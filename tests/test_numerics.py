@@ -405,7 +405,6 @@ def test_console_scripts_pin_their_params_numerics_before_torch(tmp_path):
     the stages do, before torch loads; with no params file, nothing."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_CBWR")}
-    env["PYTHONPATH"] = str(ROOT)
 
     def pin(*args: str) -> str:
         proc = subprocess.run([sys.executable, "-c", CONSOLE_PIN, *args], cwd=tmp_path,
