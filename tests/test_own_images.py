@@ -241,8 +241,9 @@ import yaml
 from gan import numerics
 
 repo = Path(sys.argv[1])
-numerics.pin_environment(*numerics.settings(repo / "params.yaml"))
-numerics.apply_torch(*numerics.settings(repo / "params.yaml"))
+pins = numerics.settings(repo / "params.yaml")
+numerics.pin_environment(*pins)
+numerics.apply_torch(*pins)
 import numpy as np
 
 from gan import checkpoint, classifier, data, metrics, sample

@@ -94,7 +94,6 @@ def test_another_repositorys_workers_are_not_counted(tmp_path):
     assert verdict == {"b": "no live queue worker holds it"}
 
 
-
 def test_a_silent_worker_that_then_exits_leaves_the_task_dead(tmp_path, monkeypatch):
     """An idle worker shutting itself down is listed but answers no more: the verdict waits
     for the next read of the processes, which finds it gone."""
@@ -117,6 +116,7 @@ def test_a_worker_silent_in_every_read_leaves_the_task_running(tmp_path, monkeyp
     monkeypatch.setattr(read, "SILENT_PAUSE", 0)
     assert read.settle(queue, [running("a", "task-a"), running("b", "task-b")]) == {}
     assert len(reads) == read.SILENT_READS and len(asked) == 2 * read.SILENT_READS
+
 
 # gan-queue retry, on a queue made up here (docs/faults.md, "gan-queue"): it takes DVC's lock
 # of the stash before it changes anything, queues an experiment once, and stops only the
